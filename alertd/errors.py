@@ -1,0 +1,96 @@
+"""alertd's exceptions: one root, named by what failed.
+
+Hierarchy::
+
+    AlertdError
+    ├── ConfigError                 config or watchlist invalid (exit status 78)
+    ├── FetchError                  a feed could not be fetched (carries the feed URL and an error class)
+    ├── ParseError                  fetched bytes are not a usable feed
+    ├── StoreError                  the state database is unusable (wrong schema version, corrupt)
+    └── DeliveryError               a message could not be delivered (carries the recipients)
+        ├── TransientDeliveryError  worth retrying later (4xx, timeout, connection refused)
+        └── PermanentDeliveryError  retrying will not help (5xx, bad mailbox path)
+
+Errors carry the thing they are about (a path, a URL, recipients) and chain their cause with ``raise ... from``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class AlertdError(Exception):
+    """Root of every error alertd raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong in a config or watchlist file, located as precisely as we can."""
+
+    path: Path
+    line: int
+    col: int
+    key: str
+    message: str
+    severity: str = "error"  # "error" | "warning"
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}:{self.col}"
+        key = f" {self.key}:" if self.key else ""
+        prefix = "" if self.severity == "error" else f" {self.severity}:"
+        return f"{where}:{key}{prefix} {self.message}"
+
+
+class ConfigError(AlertdError):
+    """The configuration or the watchlist is invalid; carries every problem found, not only the first."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @classmethod
+    def single(cls, path: Path, message: str, key: str = "", line: int = 1, col: int = 1) -> ConfigError:
+        return cls([Problem(path, line, col, key, message)])
+
+    @classmethod
+    def merge(cls, errors: Iterable[ConfigError]) -> ConfigError:
+        return cls([p for e in errors for p in e.problems])
+
+
+class FetchError(AlertdError):
+    """A feed could not be fetched. ``error_class`` is a short stable name: timeout, http_5xx, tls_error..."""
+
+    def __init__(self, url: str, error_class: str, message: str) -> None:
+        self.url = url
+        self.error_class = error_class
+        super().__init__(f"{url}: {error_class}: {message}")
+
+
+class ParseError(AlertdError):
+    """Fetched bytes could not be turned into feed entries."""
+
+    def __init__(self, url: str, message: str) -> None:
+        self.url = url
+        super().__init__(f"{url}: {message}")
+
+
+class StoreError(AlertdError):
+    """The state database cannot be used."""
+
+
+class DeliveryError(AlertdError):
+    """A message could not be delivered."""
+
+    def __init__(self, recipients: Sequence[str], message: str) -> None:
+        self.recipients = tuple(recipients)
+        super().__init__(f"{', '.join(self.recipients)}: {message}")
+
+
+class TransientDeliveryError(DeliveryError):
+    """Delivery failed in a way that may succeed later: retry with backoff."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Delivery failed in a way that will not succeed by retrying."""

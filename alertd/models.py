@@ -1,0 +1,170 @@
+"""Immutable records passed between pipeline stages.
+
+Named by what they carry; each stage takes some of these in and gives others out:
+
+    fetch  -> FetchResult
+    parse  -> ParsedFeed (of Entry)
+    identify -> Item
+    match  -> Match (with Span explanations)
+    digest -> Digest (of TopicSection of Story)
+    render -> email.message.EmailMessage
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class FetchStatus(enum.Enum):
+    """What a fetch amounted to, before anything parses it."""
+
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    GONE = "gone"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """The outcome of one conditional GET of a feed."""
+
+    url: str
+    status: FetchStatus
+    http_status: int | None = None
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    etag: str | None = None
+    last_modified: str | None = None
+    final_url: str | None = None
+    permanent_redirect: str | None = None
+    error_class: str | None = None
+    error: str | None = None
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One feed entry as parsed, before identity is decided. ``summary_html`` is unsanitised feed HTML."""
+
+    guid: str | None
+    link: str | None
+    title: str
+    summary_html: str
+    published: datetime | None = None
+    author: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """A parsed feed document."""
+
+    title: str | None
+    link: str | None
+    entries: tuple[Entry, ...]
+    ttl_minutes: int | None = None
+    warning: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """An entry with its identity decided and its text extracted; what the store keeps and the matcher reads."""
+
+    key: str
+    feed_url: str
+    feed_name: str
+    title: str
+    summary_text: str
+    summary_html: str
+    link: str | None
+    story_key: str
+    published: datetime | None = None
+    feed_tags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Where a term fired: the field and the character range in the original (un-normalised) text."""
+
+    field: str  # "title" | "summary"
+    start: int
+    end: int
+    term: str
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One topic matched one item, with the evidence that explains it."""
+
+    topic_id: str
+    terms: tuple[str, ...]
+    spans: tuple[Span, ...] = ()
+    score: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """One story in a digest: possibly carried by several feeds."""
+
+    item_key: str
+    title: str
+    link: str | None
+    feed_name: str
+    summary_text: str
+    published: datetime | None
+    first_seen: datetime
+    terms: tuple[str, ...]
+    spans: tuple[Span, ...] = ()
+    score: float = 1.0
+    also_in: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSection:
+    """The stories of one topic in a digest, ranked."""
+
+    topic_id: str
+    topic_name: str
+    stories: tuple[Story, ...]
+    overflow: tuple[Story, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FeedHealth:
+    """A feed worth warning the reader about in a digest."""
+
+    name: str
+    url: str
+    problem: str
+    since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """Everything one email to one subscriber says, decided; rendering only formats it."""
+
+    digest_id: str
+    subscriber_email: str
+    subscriber_name: str
+    sender: str
+    sections: tuple[TopicSection, ...]
+    generated_at: datetime
+    timezone: str
+    config_path: str
+    watchlist_path: str
+    feed_health: tuple[FeedHealth, ...] = field(default=())
+
+    @property
+    def story_count(self) -> int:
+        return sum(len(s.stories) + len(s.overflow) for s in self.sections)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedItem:
+    """A stored match awaiting (or included in) a digest: the item, why it matched, and when we first saw it."""
+
+    item: Item
+    match: Match
+    first_seen: datetime
+    also_in: tuple[str, ...] = ()
