@@ -11,7 +11,8 @@ Hierarchy::
         ├── TransientDeliveryError  worth retrying later (4xx, timeout, connection refused)
         └── PermanentDeliveryError  retrying will not help (5xx, bad mailbox path)
 
-Errors carry the thing they are about (a path, a URL, recipients) and chain their cause with ``raise ... from``.
+Errors carry the thing they are about (a path, a URL, recipients) and chain their cause
+with ``raise ... from``.
 """
 
 from __future__ import annotations

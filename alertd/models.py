@@ -69,7 +69,7 @@ class ParsedFeed:
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """An entry with its identity decided and its text extracted; what the store keeps and the matcher reads."""
+    """An entry with its identity decided and its text extracted: what the store keeps, the matcher reads."""
 
     key: str
     feed_url: str
@@ -162,7 +162,7 @@ class Digest:
 
 @dataclass(frozen=True, slots=True)
 class MatchedItem:
-    """A stored match awaiting (or included in) a digest: the item, why it matched, and when we first saw it."""
+    """A stored match for a digest: the item, why it matched, and when we first saw it."""
 
     item: Item
     match: Match

@@ -1,0 +1,476 @@
+"""The configuration file: TOML in, a frozen ``Config`` out, or a ``ConfigError`` listing every problem.
+
+Each option is declared once below (``OPTIONS``) with its default, its validator and its section, so the
+loader, the error messages and the example-config test all read the same table. Paths in the file are
+relative to the folder of the config file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from alertd import schedule as schedule_mod
+from alertd.errors import ConfigError, Problem
+from alertd.tomlsource import KeyPath, TomlDocument
+from alertd.tomlsource import load as load_toml
+
+DEFAULT_USER_AGENT = "alertd/0.1 (+https://example.invalid/alertd; self-hosted news alerts)"
+CONFIG_SEARCH_PATH = (
+    Path("alertd.toml"),
+    Path("~/.config/alertd/alertd.toml"),
+    Path("/etc/alertd/alertd.toml"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PollConfig:
+    interval: timedelta = timedelta(minutes=15)
+    concurrency: int = 16
+    timeout: timedelta = timedelta(seconds=30)
+    user_agent: str = DEFAULT_USER_AGENT
+    first_poll: str = "seed"  # "seed" | "alert"
+    max_body_bytes: int = 10 * 1024 * 1024
+    jitter: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class FeedConfig:
+    url: str
+    name: str
+    interval: timedelta | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str = "localhost"
+    port: int = 587
+    security: str = "starttls"  # "starttls" | "tls" | "none"
+    username: str | None = None
+    password_file: Path | None = None
+    timeout: timedelta = timedelta(seconds=120)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    method: str = "maildir"  # "maildir" | "mbox" | "smtp"
+    maildir: Path = Path("var/mail")
+    mbox: Path = Path("var/alertd.mbox")
+    sender: str = "alertd@localhost"
+    smtp: SmtpConfig = SmtpConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberConfig:
+    email: str
+    name: str
+    topics: tuple[str, ...] | None  # None: every topic of the watchlist
+    schedule: schedule_mod.DigestSchedule
+    timezone: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    watchlist: Path
+    state_path: Path
+    templates_dir: Path | None
+    poll: PollConfig
+    feeds: tuple[FeedConfig, ...]
+    delivery: DeliveryConfig
+    subscribers: tuple[SubscriberConfig, ...]
+
+
+_POLL_DEFAULT = PollConfig()
+_DELIVERY_DEFAULT = DeliveryConfig()
+_SMTP_DEFAULT = SmtpConfig()
+
+# --- the option table ---------------------------------------------------------------------------------
+# Each option once: its key, how to convert/validate it, and its default (None: required or absent).
+
+Converter = Callable[[Any], Any]
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_type_name(value)}")
+    return value
+
+
+def _nonempty_str(value: Any) -> str:
+    text = _str(value).strip()
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+def _int_range(low: int, high: int) -> Converter:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {_type_name(value)}")
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return convert
+
+
+def _duration(value: Any) -> timedelta:
+    return schedule_mod.parse_duration(_str(value))
+
+
+def _choice(*choices: str) -> Converter:
+    def convert(value: Any) -> str:
+        text = _str(value)
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(repr(c) for c in choices)}, got {text!r}")
+        return text
+
+    return convert
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected an array of strings, got {_type_name(value)}")
+    for element in value:
+        if not isinstance(element, str):
+            raise ValueError(f"expected an array of strings, found {_type_name(element)}")
+    return tuple(value)
+
+
+_URL = re.compile(r"^https?://[^\s/]+", re.IGNORECASE)
+
+
+def _url(value: Any) -> str:
+    text = _nonempty_str(value)
+    if not _URL.match(text):
+        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+    return text
+
+
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+
+
+def _email(value: Any) -> str:
+    text = _nonempty_str(value)
+    if not _EMAIL.match(text):
+        raise ValueError(f"expected an email address like 'name@example.org', got {text!r}")
+    return text
+
+
+def _timezone(value: Any) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    text = _nonempty_str(value)
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {text!r} (use an IANA name such as 'Europe/Paris')") from exc
+    return text
+
+
+def _schedule(value: Any) -> schedule_mod.DigestSchedule:
+    return schedule_mod.parse_digest_schedule(_str(value))
+
+
+def _path(value: Any) -> Path:
+    return Path(_nonempty_str(value))
+
+
+def _fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number, got {_type_name(value)}")
+    if not 0 <= value <= 0.5:
+        raise ValueError(f"must be between 0 and 0.5, got {value}")
+    return float(value)
+
+
+def _type_name(value: Any) -> str:
+    names = {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "an array",
+    }
+    return names.get(type(value), "a table" if isinstance(value, dict) else type(value).__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    convert: Converter
+    default: Any = None
+    required: bool = False
+
+
+_TOP = {
+    "watchlist": Option(_path, Path("watchlist.toml")),
+    "templates_dir": Option(_path),
+}
+_STATE = {"path": Option(_path, Path("var/alertd.sqlite3"))}
+_POLL = {
+    "interval": Option(_duration, _POLL_DEFAULT.interval),
+    "concurrency": Option(_int_range(1, 1000), _POLL_DEFAULT.concurrency),
+    "timeout": Option(_duration, _POLL_DEFAULT.timeout),
+    "user_agent": Option(_nonempty_str, _POLL_DEFAULT.user_agent),
+    "first_poll": Option(_choice("seed", "alert"), _POLL_DEFAULT.first_poll),
+    "max_body_bytes": Option(_int_range(1024, 1 << 30), _POLL_DEFAULT.max_body_bytes),
+    "jitter": Option(_fraction, _POLL_DEFAULT.jitter),
+}
+_FEED = {
+    "url": Option(_url, required=True),
+    "name": Option(_nonempty_str),
+    "interval": Option(_duration),
+    "tags": Option(_str_list, ()),
+}
+_DELIVERY = {
+    "method": Option(_choice("maildir", "mbox", "smtp"), _DELIVERY_DEFAULT.method),
+    "maildir": Option(_path, _DELIVERY_DEFAULT.maildir),
+    "mbox": Option(_path, _DELIVERY_DEFAULT.mbox),
+    "from": Option(_email, _DELIVERY_DEFAULT.sender),
+}
+_SMTP = {
+    "host": Option(_nonempty_str, _SMTP_DEFAULT.host),
+    "port": Option(_int_range(1, 65535), _SMTP_DEFAULT.port),
+    "security": Option(_choice("starttls", "tls", "none"), _SMTP_DEFAULT.security),
+    "username": Option(_nonempty_str),
+    "password_file": Option(_path),
+    "timeout": Option(_duration, _SMTP_DEFAULT.timeout),
+}
+_SUBSCRIBER = {
+    "email": Option(_email, required=True),
+    "name": Option(_nonempty_str),
+    "topics": Option(_str_list),
+    "schedule": Option(_schedule, required=True),
+    "timezone": Option(_timezone),
+}
+
+OPTIONS: Mapping[str, Mapping[str, Option]] = {
+    "": _TOP,
+    "state": _STATE,
+    "poll": _POLL,
+    "feed": _FEED,
+    "delivery": _DELIVERY,
+    "delivery.smtp": _SMTP,
+    "subscriber": _SUBSCRIBER,
+}
+"""Every option by section (``""`` is the top level); a test checks the example config documents each."""
+
+
+# --- loading ------------------------------------------------------------------------------------------
+
+
+def find_config(explicit: str | None, environ: Mapping[str, str]) -> Path:
+    """The config path: ``-c``, then ``$ALERTD_CONFIG``, then ./alertd.toml, ~/.config/..., /etc/alertd/..."""
+    if explicit:
+        return Path(explicit)
+    if environ.get("ALERTD_CONFIG"):
+        return Path(environ["ALERTD_CONFIG"])
+    for candidate in CONFIG_SEARCH_PATH:
+        path = candidate.expanduser()
+        if path.exists():
+            return path
+    return CONFIG_SEARCH_PATH[0]
+
+
+def load_config(path: Path, *, known_topics: frozenset[str] | None = None) -> Config:
+    """Load and validate the config file at ``path``; raise ``ConfigError`` listing every problem.
+
+    ``known_topics``, when given, are the topic ids of the watchlist: subscribers may only name those.
+    """
+    return _Loader(load_toml(path)).build(known_topics)
+
+
+def system_timezone(environ: Mapping[str, str] = os.environ) -> str:
+    """The system's IANA time zone name (``$TZ``, then /etc/timezone, then /etc/localtime), else UTC."""
+    from zoneinfo import ZoneInfo
+
+    candidates = [environ.get("TZ", "").lstrip(":")]
+    with contextlib.suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    try:
+        target = str(Path("/etc/localtime").resolve())
+        if "zoneinfo/" in target:
+            candidates.append(target.split("zoneinfo/", 1)[1])
+    except OSError:
+        pass
+    for name in candidates:
+        if not name:
+            continue
+        try:
+            ZoneInfo(name)
+        except (ValueError, KeyError, OSError):
+            continue
+        return name
+    return "UTC"
+
+
+class _Loader:
+    """Reads one document into a ``Config``, collecting problems instead of stopping at the first."""
+
+    def __init__(self, doc: TomlDocument) -> None:
+        self.doc = doc
+        self.problems: list[Problem] = []
+        self.base = doc.path.parent
+
+    def problem(self, key: KeyPath, message: str) -> None:
+        line, col = self.doc.locate(key)
+        dotted = ".".join(str(k) if isinstance(k, str) else f"[{k}]" for k in key).replace(".[", "[")
+        self.problems.append(Problem(self.doc.path, line, col, dotted, message))
+
+    def section(
+        self, raw: Any, where: KeyPath, options: Mapping[str, Option], nested: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """Convert one table: unknown keys, wrong types and missing values become problems."""
+        if not isinstance(raw, dict):
+            self.problem(where, f"expected a table, got {_type_name(raw)}")
+            raw = {}
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key in nested:
+                continue
+            option = options.get(key)
+            if option is None:
+                self.problem((*where, key), f"unknown key {key!r}{_suggest(key, options)}")
+                continue
+            try:
+                values[key] = option.convert(value)
+            except ValueError as exc:
+                self.problem((*where, key), str(exc))
+        for key, option in options.items():
+            if key not in raw and key not in values:
+                if option.required:
+                    self.problem(where, f"missing required key {key!r}")
+                else:
+                    values[key] = option.default
+        return values
+
+    def array(self, name: str) -> list[tuple[KeyPath, Any]]:
+        raw = self.doc.data.get(name, [])
+        if not isinstance(raw, list):
+            self.problem((name,), f"expected [[{name}]] tables, got {_type_name(raw)}")
+            return []
+        return [((name, i), entry) for i, entry in enumerate(raw)]
+
+    def build(self, known_topics: frozenset[str] | None) -> Config:
+        data = self.doc.data
+        top = self.section(data, (), _TOP, nested=("state", "poll", "feed", "delivery", "subscriber"))
+        state = self.section(data.get("state", {}), ("state",), _STATE)
+        poll = self.section(data.get("poll", {}), ("poll",), _POLL)
+        feeds = self._feeds(poll)
+        delivery = self._delivery()
+        subscribers = self._subscribers(known_topics)
+        if self.problems:
+            raise ConfigError(self.problems)
+        templates = top.get("templates_dir")
+        return Config(
+            path=self.doc.path,
+            watchlist=self.base / top["watchlist"],
+            state_path=self.base / state["path"],
+            templates_dir=self.base / templates if templates else None,
+            poll=PollConfig(**poll),
+            feeds=feeds,
+            delivery=delivery,
+            subscribers=subscribers,
+        )
+
+    def _feeds(self, poll: Mapping[str, Any]) -> tuple[FeedConfig, ...]:
+        feeds: list[FeedConfig] = []
+        seen: dict[str, KeyPath] = {}
+        for where, raw in self.array("feed"):
+            values = self.section(raw, where, _FEED)
+            if "url" not in values:
+                continue
+            url = values["url"]
+            if url in seen:
+                self.problem((*where, "url"), f"duplicate feed URL (first at feed[{seen[url][1]}])")
+                continue
+            seen[url] = where
+            feeds.append(
+                FeedConfig(
+                    url=url,
+                    name=values["name"] or url,
+                    interval=values["interval"],
+                    tags=values["tags"],
+                )
+            )
+        return tuple(feeds)
+
+    def _delivery(self) -> DeliveryConfig:
+        raw = self.doc.data.get("delivery", {})
+        values = self.section(raw, ("delivery",), _DELIVERY, nested=("smtp",))
+        smtp_raw = raw.get("smtp", {}) if isinstance(raw, dict) else {}
+        smtp = self.section(smtp_raw, ("delivery", "smtp"), _SMTP)
+        if smtp.get("security") == "none" and smtp.get("username") and smtp.get("host") not in _LOOPBACK:
+            self.problem(
+                ("delivery", "smtp", "security"),
+                "security = 'none' would send the password in clear: use 'starttls' or 'tls', "
+                "or a server on localhost",
+            )
+        if isinstance(smtp_raw, dict) and "password" in smtp_raw:
+            self.problems[-1:] = [p for p in self.problems[-1:] if not p.key.endswith("smtp.password")]
+            self.problem(
+                ("delivery", "smtp", "password"),
+                "never put the password in the config: use password_file, $ALERTD_SMTP_PASSWORD "
+                "or the systemd credential 'smtp_password'",
+            )
+        if values.get("method") == "smtp" and "host" not in smtp_raw:
+            self.problem(("delivery", "method"), "method = 'smtp' needs [delivery.smtp] host")
+        return DeliveryConfig(
+            method=values.get("method", _DELIVERY_DEFAULT.method),
+            maildir=self.base / values.get("maildir", _DELIVERY_DEFAULT.maildir),
+            mbox=self.base / values.get("mbox", _DELIVERY_DEFAULT.mbox),
+            sender=values.get("from", _DELIVERY_DEFAULT.sender),
+            smtp=SmtpConfig(
+                host=smtp.get("host", _SMTP_DEFAULT.host),
+                port=smtp.get("port", _SMTP_DEFAULT.port),
+                security=smtp.get("security", _SMTP_DEFAULT.security),
+                username=smtp.get("username"),
+                password_file=self.base / smtp["password_file"] if smtp.get("password_file") else None,
+                timeout=smtp.get("timeout", _SMTP_DEFAULT.timeout),
+            ),
+        )
+
+    def _subscribers(self, known_topics: frozenset[str] | None) -> tuple[SubscriberConfig, ...]:
+        subscribers: list[SubscriberConfig] = []
+        default_tz = system_timezone()
+        for where, raw in self.array("subscriber"):
+            values = self.section(raw, where, _SUBSCRIBER)
+            topics = values.get("topics")
+            if topics is not None and known_topics is not None:
+                for i, topic in enumerate(topics):
+                    if topic not in known_topics:
+                        self.problem(
+                            (*where, "topics", i),
+                            f"topic {topic!r} is not defined in the watchlist"
+                            f"{_suggest(topic, dict.fromkeys(known_topics))}",
+                        )
+            if "email" not in values or "schedule" not in values:
+                continue
+            subscribers.append(
+                SubscriberConfig(
+                    email=values["email"],
+                    name=values["name"] or values["email"].split("@")[0],
+                    topics=topics,
+                    schedule=values["schedule"],
+                    timezone=values["timezone"] or default_tz,
+                )
+            )
+        return tuple(subscribers)
+
+
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def _suggest(key: str, options: Mapping[str, Any]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,135 @@
+"""Pending matches -> one ``Digest`` per subscriber (pure).
+
+    matched items --group by topic (watchlist order)--> --one Story per story_key--> --rank--> --cap--> Digest
+
+One story carried by several feeds becomes one entry: the earliest-seen copy is shown, the other feeds
+are listed in ``also_in``. Ranking is score, then recency, then title, so the same input always gives the same digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from datetime import timezone as dt_timezone
+
+from alertd.models import Digest, FeedHealth, MatchedItem, Story, TopicSection
+
+__all__ = ["build_digest", "digest_id_for"]
+
+
+def digest_id_for(subscriber_email: str, match_keys: Iterable[str]) -> str:
+    """A deterministic id: the same subscriber and matches give the same id (and Message-ID) on retry."""
+    hasher = hashlib.sha256()
+    for part in (subscriber_email.strip().casefold(), *sorted(set(match_keys))):
+        encoded = part.encode("utf-8", "surrogatepass")
+        # Length-prefixed so that no two different key lists hash the same bytes.
+        hasher.update(len(encoded).to_bytes(8, "big"))
+        hasher.update(encoded)
+    return hasher.hexdigest()[:32]
+
+
+def build_digest(
+    *,
+    digest_id: str,
+    subscriber_email: str,
+    subscriber_name: str,
+    sender: str,
+    matched: Sequence[MatchedItem],
+    topic_names: Mapping[str, str],
+    now: datetime,
+    timezone: str,
+    config_path: str,
+    watchlist_path: str,
+    max_items_per_topic: int = 20,
+    feed_health: Sequence[FeedHealth] = (),
+) -> Digest:
+    """Group ``matched`` by topic (in ``topic_names`` order), one ranked Story per story, capped per topic.
+
+    Matches for a topic missing from ``topic_names`` are kept (never silently lost) in sections after the
+    known topics, named by their id. Topics without matches get no section.
+    """
+    if max_items_per_topic < 1:
+        raise ValueError(f"max_items_per_topic must be >= 1, not {max_items_per_topic}")
+    by_topic = _group_by_topic(matched)
+    order = [t for t in topic_names if t in by_topic] + [t for t in by_topic if t not in topic_names]
+    sections = tuple(
+        _section(topic_id, topic_names.get(topic_id, topic_id), by_topic[topic_id], max_items_per_topic)
+        for topic_id in order
+    )
+    return Digest(
+        digest_id=digest_id,
+        subscriber_email=subscriber_email,
+        subscriber_name=subscriber_name,
+        sender=sender,
+        sections=sections,
+        generated_at=now,
+        timezone=timezone,
+        config_path=config_path,
+        watchlist_path=watchlist_path,
+        feed_health=tuple(feed_health),
+    )
+
+
+def _group_by_topic(matched: Iterable[MatchedItem]) -> dict[str, list[MatchedItem]]:
+    groups: dict[str, list[MatchedItem]] = {}
+    for mi in matched:
+        groups.setdefault(mi.match.topic_id, []).append(mi)
+    return groups
+
+
+def _section(topic_id: str, topic_name: str, items: Sequence[MatchedItem], cap: int) -> TopicSection:
+    stories = sorted(_stories(items), key=_rank_key)
+    return TopicSection(
+        topic_id=topic_id,
+        topic_name=topic_name,
+        stories=tuple(stories[:cap]),
+        overflow=tuple(stories[cap:]),
+    )
+
+
+def _stories(items: Iterable[MatchedItem]) -> list[Story]:
+    by_story: dict[str, list[MatchedItem]] = {}
+    for mi in items:
+        by_story.setdefault(mi.item.story_key, []).append(mi)
+    return [_merge(copies) for copies in by_story.values()]
+
+
+def _merge(copies: Sequence[MatchedItem]) -> Story:
+    """One Story from every copy of a story: the earliest-seen copy is the main entry."""
+    ordered = sorted(copies, key=lambda mi: (_utc(mi.first_seen), mi.item.key))
+    main = ordered[0]
+    also_in = _unique(
+        name
+        for mi in ordered
+        for name in (mi.item.feed_name, *mi.also_in)
+        if name != main.item.feed_name
+    )
+    return Story(
+        item_key=main.item.key,
+        title=main.item.title,
+        link=main.item.link,
+        feed_name=main.item.feed_name,
+        summary_text=main.item.summary_text,
+        published=main.item.published,
+        first_seen=main.first_seen,
+        terms=_unique(term for mi in ordered for term in mi.match.terms),
+        spans=main.match.spans,  # offsets into the main copy's text only
+        score=max(mi.match.score for mi in ordered),
+        also_in=also_in,
+    )
+
+
+def _rank_key(story: Story) -> tuple[float, float, str, str]:
+    """Score desc, then recency desc, then title and key so ties are stable."""
+    when = _utc(story.published or story.first_seen).timestamp()
+    return (-story.score, -when, story.title.casefold(), story.item_key)
+
+
+def _utc(moment: datetime) -> datetime:
+    """Naive datetimes are taken as UTC, so mixed inputs still compare."""
+    return moment.replace(tzinfo=dt_timezone.utc) if moment.tzinfo is None else moment
+
+
+def _unique(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v for v in values if v))

@@ -1,0 +1,157 @@
+"""When things happen: digest times per subscriber, and the next poll of a feed. Pure: ``now`` is passed in.
+
+Digest schedules are written by users as ``immediate``, ``hourly``, ``daily HH:MM``, ``weekly DAY HH:MM``
+or a 5-field cron expression, in the subscriber's time zone. Times are computed on the local wall clock and
+converted to UTC, so a ``daily 07:00`` digest stays at 07:00 local across DST changes and fires exactly once
+on the days the clocks move: a wall time that does not exist (spring forward) fires one hour later on the
+wall clock; a wall time that happens twice (fall back) fires at its first occurrence only.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_ALIASES = {
+    **{d: i for i, d in enumerate(_DAYS)},
+    **{
+        name: i
+        for i, name in enumerate(
+            ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+        )
+    },
+    **{name: i for i, name in enumerate(("lun", "mar", "mer", "jeu", "ven", "sam", "dim"))},
+    **{
+        name: i
+        for i, name in enumerate(("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"))
+    },
+}
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSchedule:
+    """A parsed subscriber schedule. ``kind`` is immediate, hourly, daily, weekly or cron."""
+
+    kind: str
+    text: str
+    hour: int = 0
+    minute: int = 0
+    weekday: int | None = None  # 0 = Monday
+    cron: str | None = None
+
+    @property
+    def is_immediate(self) -> bool:
+        return self.kind == "immediate"
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"15m"`` → 15 minutes. Units: s, m, h, d, w. Raises ``ValueError`` with a readable message."""
+    found = _DURATION.match(text)
+    if not found:
+        raise ValueError(
+            f"invalid duration {text!r}: expected a number and a unit (s, m, h, d, w), e.g. '15m'"
+        )
+    value = int(found.group(1)) * _DURATION_UNITS[found.group(2)]
+    if value <= 0:
+        raise ValueError(f"invalid duration {text!r}: must be positive")
+    return timedelta(seconds=value)
+
+
+def format_duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        size = _DURATION_UNITS[unit]
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def parse_digest_schedule(text: str) -> DigestSchedule:
+    """Parse a subscriber's ``schedule`` value; raise ``ValueError`` naming what is wrong."""
+    words = text.strip().lower().split()
+    if words == ["immediate"]:
+        return DigestSchedule("immediate", text)
+    if words == ["hourly"]:
+        return DigestSchedule("hourly", text, minute=0)
+    if len(words) == 2 and words[0] == "daily":
+        hour, minute = _parse_hhmm(words[1], text)
+        return DigestSchedule("daily", text, hour=hour, minute=minute)
+    if len(words) == 3 and words[0] == "weekly":
+        day = _DAY_ALIASES.get(words[1])
+        if day is None:
+            raise ValueError(f"invalid schedule {text!r}: unknown day {words[1]!r} (use mon..sun)")
+        hour, minute = _parse_hhmm(words[2], text)
+        return DigestSchedule("weekly", text, hour=hour, minute=minute, weekday=day)
+    if len(words) == 5:
+        try:
+            CronTrigger.from_crontab(text.strip(), timezone=UTC)
+        except ValueError as exc:
+            raise ValueError(f"invalid cron expression {text!r}: {exc}") from exc
+        return DigestSchedule("cron", text, cron=text.strip())
+    raise ValueError(
+        f"invalid schedule {text!r}: expected 'immediate', 'hourly', 'daily HH:MM', "
+        "'weekly DAY HH:MM' or a 5-field cron expression"
+    )
+
+
+def _parse_hhmm(word: str, text: str) -> tuple[int, int]:
+    found = _HHMM.match(word)
+    if not found:
+        raise ValueError(f"invalid schedule {text!r}: time {word!r} is not HH:MM (00:00 to 23:59)")
+    return int(found.group(1)), int(found.group(2))
+
+
+def next_digest_time(schedule: DigestSchedule, after: datetime, tz: ZoneInfo) -> datetime:
+    """The first digest instant strictly after ``after`` (aware), as an aware UTC datetime.
+
+    ``immediate`` is due at once: it returns ``after`` itself.
+    """
+    if after.tzinfo is None:
+        raise ValueError("after must be timezone-aware")
+    if schedule.kind == "immediate":
+        return after
+    if schedule.kind == "hourly":
+        base = after.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        return base + timedelta(hours=1)
+    if schedule.kind == "cron":
+        assert schedule.cron is not None
+        trigger = CronTrigger.from_crontab(schedule.cron, timezone=tz)
+        fire: datetime | None = trigger.get_next_fire_time(None, after + timedelta(seconds=1))
+        if fire is None:  # pragma: no cover - a valid 5-field cron always fires again
+            raise ValueError(f"cron expression {schedule.cron!r} never fires")
+        return fire.astimezone(UTC)
+    local_day = after.astimezone(tz).date() - timedelta(days=1)
+    for _ in range(9):
+        if schedule.weekday is None or local_day.weekday() == schedule.weekday:
+            candidate = _wall_time_to_utc(local_day.year, local_day.month, local_day.day, schedule, tz)
+            if candidate > after:
+                return candidate
+        local_day += timedelta(days=1)
+    raise AssertionError("unreachable: a daily or weekly schedule fires within 8 days")  # pragma: no cover
+
+
+def _wall_time_to_utc(year: int, month: int, day: int, schedule: DigestSchedule, tz: ZoneInfo) -> datetime:
+    """The UTC instant of a local wall time, with PEP 495 ``fold=0`` semantics.
+
+    A wall time inside a spring-forward gap is read with the offset in force before the gap, so ``02:30``
+    on a day that jumps from 02:00 to 03:00 fires at 03:30 local; a repeated wall time fires at its first
+    occurrence.
+    Either way the day has exactly one instant.
+    """
+    naive = datetime(year, month, day, schedule.hour, schedule.minute)
+    return naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
+
+
+def poll_delay(interval: timedelta, jitter: float, rng: random.Random) -> timedelta:
+    """The configured poll interval, spread by ±``jitter`` (a fraction) so feeds do not fire in lockstep."""
+    spread = interval.total_seconds() * jitter
+    return timedelta(seconds=max(1.0, interval.total_seconds() + rng.uniform(-spread, spread)))

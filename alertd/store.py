@@ -1,0 +1,531 @@
+"""All SQL: alertd's state in one SQLite file (WAL, ``synchronous=FULL``).
+
+Each pipeline step is one transaction, and a state change is written only after its side effect succeeded:
+a poll commits the feed's HTTP state, its new items and their matches together; a digest commits its outbox
+row and the "delivered" marks of its matches together; an outbox row becomes ``sent`` only after the mail
+server (or the Maildir) accepted the message. A crash at any instant therefore loses nothing and repeats at
+most one message, with the same Message-ID.
+
+Migrations are numbered, append-only and applied in one transaction each; ``PRAGMA user_version`` records
+how far a database is.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from alertd.errors import StoreError
+from alertd.models import Item, Match, MatchedItem, Span
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: feeds and their HTTP state, seen items, matches, subscribers, the outbox and what each mail carried.
+    """
+    CREATE TABLE feeds (
+        url TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        etag TEXT,
+        last_modified TEXT,
+        body_hash TEXT,
+        first_success_at TEXT,
+        last_success_at TEXT,
+        last_error_at TEXT,
+        last_error_class TEXT,
+        last_error TEXT,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        next_poll_at TEXT,
+        gone INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE items (
+        key TEXT PRIMARY KEY,
+        feed_url TEXT NOT NULL,
+        story_key TEXT NOT NULL,
+        title TEXT NOT NULL,
+        summary_text TEXT NOT NULL,
+        summary_html TEXT NOT NULL,
+        link TEXT,
+        published TEXT,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL
+    );
+    CREATE INDEX items_by_story ON items (story_key);
+    CREATE INDEX items_by_feed ON items (feed_url, last_seen);
+    CREATE TABLE matches (
+        item_key TEXT NOT NULL REFERENCES items (key) ON DELETE CASCADE,
+        topic_id TEXT NOT NULL,
+        terms TEXT NOT NULL,
+        spans TEXT NOT NULL,
+        score REAL NOT NULL,
+        matched_at TEXT NOT NULL,
+        PRIMARY KEY (item_key, topic_id)
+    );
+    CREATE INDEX matches_by_time ON matches (matched_at);
+    CREATE TABLE subscribers (
+        email TEXT PRIMARY KEY,
+        since TEXT NOT NULL,
+        last_digest_at TEXT NOT NULL
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        message_id TEXT NOT NULL UNIQUE,
+        subscriber TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        last_error TEXT,
+        sent_at TEXT,
+        message BLOB NOT NULL
+    );
+    CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+    CREATE TABLE deliveries (
+        subscriber TEXT NOT NULL,
+        item_key TEXT NOT NULL,
+        topic_id TEXT NOT NULL,
+        story_key TEXT NOT NULL,
+        outbox_id INTEGER REFERENCES outbox (id),
+        PRIMARY KEY (subscriber, item_key, topic_id)
+    );
+    CREATE INDEX deliveries_by_story ON deliveries (subscriber, topic_id, story_key);
+    """,
+)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """What the store remembers about a feed between polls."""
+
+    url: str
+    name: str
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    first_success_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error_at: datetime | None = None
+    last_error_class: str | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    next_poll_at: datetime | None = None
+    gone: bool = False
+
+    @property
+    def seeded(self) -> bool:
+        """True once the feed has been polled successfully at least once."""
+        return self.first_success_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A rendered message waiting in (or done with) the outbox."""
+
+    id: int
+    message_id: str
+    subscriber: str
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    last_error: str | None
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """What one successful poll writes: new items, their matches, and the feed's new HTTP state."""
+
+    url: str
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    new_items: Sequence[Item]
+    seen_keys: Sequence[str]
+    matches: Sequence[tuple[str, Match]]  # (item key, match)
+    next_poll_at: datetime | None
+
+
+class Store:
+    """The state database. Open with ``Store.open(path)``; use as a context manager or call ``close()``."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> Store:
+        """Open (creating and migrating unless ``readonly``) the database at ``path``."""
+        try:
+            if readonly:
+                connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+                connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the state database: {exc}") from exc
+        connection.row_factory = sqlite3.Row
+        store = cls(connection, path)
+        if not readonly:
+            store._migrate()
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic step: everything inside commits together or not at all."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path}: database schema version {version} is newer than this alertd "
+                f"({len(MIGRATIONS)}); upgrade alertd"
+            )
+        for number in range(version, len(MIGRATIONS)):
+            with self.transaction() as db:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number + 1}")
+
+    def integrity_check(self) -> str:
+        return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+    # --- feeds ---------------------------------------------------------------------------------------------
+
+    def feed_state(self, url: str, name: str) -> FeedState:
+        """The stored state of a feed; a feed never polled gets a blank state (and a row)."""
+        row = self._db.execute("SELECT * FROM feeds WHERE url = ?", (url,)).fetchone()
+        if row is None:
+            self._db.execute("INSERT OR IGNORE INTO feeds (url, name) VALUES (?, ?)", (url, name))
+            return FeedState(url=url, name=name)
+        return self._feed_from_row(row)
+
+    def feeds(self) -> list[FeedState]:
+        rows = self._db.execute("SELECT * FROM feeds ORDER BY consecutive_failures DESC, name").fetchall()
+        return [self._feed_from_row(row) for row in rows]
+
+    @staticmethod
+    def _feed_from_row(values: sqlite3.Row) -> FeedState:
+        return FeedState(
+            url=str(values["url"]),
+            name=str(values["name"]),
+            etag=_opt_str(values["etag"]),
+            last_modified=_opt_str(values["last_modified"]),
+            body_hash=_opt_str(values["body_hash"]),
+            first_success_at=_time(_opt_str(values["first_success_at"])),
+            last_success_at=_time(_opt_str(values["last_success_at"])),
+            last_error_at=_time(_opt_str(values["last_error_at"])),
+            last_error_class=_opt_str(values["last_error_class"]),
+            last_error=_opt_str(values["last_error"]),
+            consecutive_failures=int(str(values["consecutive_failures"])),
+            next_poll_at=_time(_opt_str(values["next_poll_at"])),
+            gone=bool(values["gone"]),
+        )
+
+    def record_poll(self, outcome: PollOutcome, now: datetime) -> int:
+        """Commit a successful poll in one transaction; return how many items were new."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE feeds SET etag = ?, last_modified = ?, body_hash = COALESCE(?, body_hash),"
+                " first_success_at = COALESCE(first_success_at, ?), last_success_at = ?,"
+                " consecutive_failures = 0, next_poll_at = ?, gone = 0 WHERE url = ?",
+                (
+                    outcome.etag,
+                    outcome.last_modified,
+                    outcome.body_hash,
+                    _iso(now),
+                    _iso(now),
+                    _iso(outcome.next_poll_at) if outcome.next_poll_at else None,
+                    outcome.url,
+                ),
+            )
+            inserted = 0
+            for item in outcome.new_items:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO items (key, feed_url, story_key, title, summary_text, summary_html,"
+                    " link, published, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        item.key,
+                        item.feed_url,
+                        item.story_key,
+                        item.title,
+                        item.summary_text,
+                        item.summary_html,
+                        item.link,
+                        _iso(item.published) if item.published else None,
+                        _iso(now),
+                        _iso(now),
+                    ),
+                )
+                inserted += cursor.rowcount
+            db.executemany(
+                "UPDATE items SET last_seen = ? WHERE key = ?",
+                [(_iso(now), key) for key in outcome.seen_keys],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO matches (item_key, topic_id, terms, spans, score, matched_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(key, m.topic_id, *_encode_match(m), _iso(now)) for key, m in outcome.matches],
+            )
+        return inserted
+
+    def record_not_modified(self, url: str, now: datetime, next_poll_at: datetime | None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE feeds SET last_success_at = ?, consecutive_failures = 0, next_poll_at = ?"
+                " WHERE url = ?",
+                (_iso(now), _iso(next_poll_at) if next_poll_at else None, url),
+            )
+
+    def record_failure(
+        self, url: str, error_class: str, message: str, now: datetime, next_poll_at: datetime | None
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE feeds SET last_error_at = ?, last_error_class = ?, last_error = ?,"
+                " consecutive_failures = consecutive_failures + 1, next_poll_at = ?,"
+                " gone = CASE WHEN ? = 'gone' THEN 1 ELSE gone END WHERE url = ?",
+                (
+                    _iso(now),
+                    error_class,
+                    message[:500],
+                    _iso(next_poll_at) if next_poll_at else None,
+                    error_class,
+                    url,
+                ),
+            )
+
+    def known_keys(self, keys: Iterable[str]) -> set[str]:
+        """Which of ``keys`` the store has seen already."""
+        wanted = list(keys)
+        known: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT key FROM items WHERE key IN ({marks})", chunk)  # noqa: S608
+            known.update(row[0] for row in rows)
+        return known
+
+    # --- subscribers and digests ---------------------------------------------------------------------------
+
+    def subscriber_state(self, email: str, now: datetime) -> tuple[datetime, datetime]:
+        """(since, last_digest_at) for a subscriber; a new subscriber starts now and gets no history."""
+        row = self._db.execute(
+            "SELECT since, last_digest_at FROM subscribers WHERE email = ?", (email,)
+        ).fetchone()
+        if row is None:
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT OR IGNORE INTO subscribers (email, since, last_digest_at) VALUES (?, ?, ?)",
+                    (email, _iso(now), _iso(now)),
+                )
+            return now, now
+        return datetime.fromisoformat(row[0]), datetime.fromisoformat(row[1])
+
+    def pending_matches(self, email: str, topics: Sequence[str], since: datetime) -> list[MatchedItem]:
+        """Matches of ``topics`` not yet delivered to ``email``, oldest first, matched after ``since``.
+
+        A match whose story (same story key) already reached this subscriber for this topic is not pending:
+        the same story seen in another feed later never mails twice.
+        """
+        if not topics:
+            return []
+        marks = ",".join("?" * len(topics))
+        rows = self._db.execute(
+            "SELECT i.key, i.feed_url, i.story_key, i.title, i.summary_text, i.summary_html, i.link,"  # noqa: S608 - only "?" marks are interpolated
+            " i.published, i.first_seen, m.topic_id, m.terms, m.spans, m.score, f.name"
+            " FROM matches m JOIN items i ON i.key = m.item_key LEFT JOIN feeds f ON f.url = i.feed_url"
+            f" WHERE m.topic_id IN ({marks}) AND m.matched_at >= ?"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.subscriber = ? AND d.topic_id = m.topic_id"
+            "   AND (d.item_key = m.item_key OR d.story_key = i.story_key))"
+            " ORDER BY i.first_seen, i.key",
+            (*topics, _iso(since), email),
+        ).fetchall()
+        return [_matched_from_row(row) for row in rows]
+
+    def enqueue_digest(
+        self,
+        email: str,
+        message_id: str,
+        message: bytes,
+        included: Sequence[MatchedItem],
+        now: datetime,
+    ) -> int | None:
+        """Store a rendered digest and mark its matches delivered, in one transaction.
+
+        Returns the outbox id, or None when a message with this Message-ID is already queued (a retried
+        build after a crash produces the same id and must not queue twice).
+        """
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO outbox (message_id, subscriber, created_at, next_attempt_at, message)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (message_id, email, _iso(now), _iso(now), message),
+            )
+            outbox_id = cursor.lastrowid if cursor.rowcount else None
+            db.executemany(
+                "INSERT OR IGNORE INTO deliveries (subscriber, item_key, topic_id, story_key, outbox_id)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(email, m.item.key, m.match.topic_id, m.item.story_key, outbox_id) for m in included],
+            )
+            db.execute("UPDATE subscribers SET last_digest_at = ? WHERE email = ?", (_iso(now), email))
+        return outbox_id
+
+    def mark_digest_time(self, email: str, now: datetime) -> None:
+        """A digest was due but had nothing to say: remember that it was considered."""
+        with self.transaction() as db:
+            db.execute("UPDATE subscribers SET last_digest_at = ? WHERE email = ?", (_iso(now), email))
+
+    # --- outbox --------------------------------------------------------------------------------------------
+
+    def due_outbox(self, now: datetime) -> list[OutboxMessage]:
+        rows = self._db.execute(
+            "SELECT id, message_id, subscriber, status, attempts, created_at, next_attempt_at, last_error,"
+            " message FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id",
+            (_iso(now),),
+        ).fetchall()
+        return [_outbox_from_row(row) for row in rows]
+
+    def outbox(self, statuses: Sequence[str] = ("pending", "failed")) -> list[OutboxMessage]:
+        marks = ",".join("?" * len(statuses))
+        rows = self._db.execute(
+            "SELECT id, message_id, subscriber, status, attempts, created_at, next_attempt_at, last_error,"  # noqa: S608 - only "?" marks are interpolated
+            f" message FROM outbox WHERE status IN ({marks}) ORDER BY id",
+            tuple(statuses),
+        ).fetchall()
+        return [_outbox_from_row(row) for row in rows]
+
+    def mark_sent(self, outbox_id: int, now: datetime) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL"
+                " WHERE id = ?",
+                (_iso(now), outbox_id),
+            )
+
+    def mark_retry(self, outbox_id: int, error: str, next_attempt_at: datetime) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
+                (error[:500], _iso(next_attempt_at), outbox_id),
+            )
+
+    def mark_failed(self, outbox_id: int, error: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (error[:500], outbox_id),
+            )
+
+    def requeue(self, outbox_id: int, now: datetime) -> bool:
+        """Put a failed message back in the queue (``alertd outbox retry``)."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE outbox SET status = 'pending', next_attempt_at = ? WHERE id = ? AND status != 'sent'",
+                (_iso(now), outbox_id),
+            )
+        return cursor.rowcount == 1
+
+    # --- history -------------------------------------------------------------------------------------------
+
+    def items_since(self, since: datetime) -> Iterator[tuple[Item, datetime]]:
+        """Stored items first seen at or after ``since``, oldest first (for ``alertd replay``)."""
+        rows = self._db.execute(
+            "SELECT i.key, i.feed_url, i.story_key, i.title, i.summary_text, i.summary_html, i.link,"
+            " i.published, i.first_seen, f.name FROM items i LEFT JOIN feeds f ON f.url = i.feed_url"
+            " WHERE i.first_seen >= ? ORDER BY i.first_seen, i.key",
+            (_iso(since),),
+        )
+        for row in rows:
+            yield _item_from_row(row[:8], feed_name=row[9] or row[1]), datetime.fromisoformat(row[8])
+
+    def counts(self) -> dict[str, int]:
+        """Row counts per table (for status and tests)."""
+        return {
+            table: int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608
+            for table in ("feeds", "items", "matches", "outbox", "deliveries")
+        }
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _encode_match(match: Match) -> tuple[str, str, float]:
+    spans = [[s.field, s.start, s.end, s.term] for s in match.spans]
+    return (
+        json.dumps(list(match.terms), ensure_ascii=False),
+        json.dumps(spans, ensure_ascii=False),
+        match.score,
+    )
+
+
+def _item_from_row(row: Sequence[object], feed_name: str) -> Item:
+    key, feed_url, story_key, title, summary_text, summary_html, link, published = row
+    return Item(
+        key=str(key),
+        feed_url=str(feed_url),
+        feed_name=feed_name,
+        title=str(title),
+        summary_text=str(summary_text),
+        summary_html=str(summary_html),
+        link=_opt_str(link),
+        story_key=str(story_key),
+        published=_time(_opt_str(published)),
+    )
+
+
+def _matched_from_row(row: Sequence[object]) -> MatchedItem:
+    feed_name = _opt_str(row[13]) or str(row[1])
+    item = _item_from_row(row[:8], feed_name)
+    spans = tuple(Span(str(f), int(str(s)), int(str(e)), str(t)) for f, s, e, t in json.loads(str(row[11])))
+    match = Match(
+        topic_id=str(row[9]), terms=tuple(json.loads(str(row[10]))), spans=spans, score=float(str(row[12]))
+    )
+    return MatchedItem(item=item, match=match, first_seen=datetime.fromisoformat(str(row[8])))
+
+
+def _outbox_from_row(row: Sequence[object]) -> OutboxMessage:
+    return OutboxMessage(
+        id=int(str(row[0])),
+        message_id=str(row[1]),
+        subscriber=str(row[2]),
+        status=str(row[3]),
+        attempts=int(str(row[4])),
+        created_at=datetime.fromisoformat(str(row[5])),
+        next_attempt_at=datetime.fromisoformat(str(row[6])),
+        last_error=_opt_str(row[7]),
+        message=bytes(row[8]) if isinstance(row[8], (bytes, bytearray, memoryview)) else b"",
+    )
