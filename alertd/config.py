@@ -280,12 +280,17 @@ def find_config(explicit: str | None, environ: Mapping[str, str]) -> Path:
     return CONFIG_SEARCH_PATH[0]
 
 
-def load_config(path: Path, *, known_topics: frozenset[str] | None = None) -> Config:
+def load_config(
+    path: Path, *, known_topics: frozenset[str] | None = None, environ: Mapping[str, str] = os.environ
+) -> Config:
     """Load and validate the config file at ``path``; raise ``ConfigError`` listing every problem.
 
     ``known_topics``, when given, are the topic ids of the watchlist: subscribers may only name those.
+    Relative state paths (database, Maildir, mbox) resolve against ``$STATE_DIRECTORY`` when systemd sets
+    it, else against the config file's folder; other relative paths always against the config's folder.
     """
-    return _Loader(load_toml(path)).build(known_topics)
+    state_dir = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return _Loader(load_toml(path), Path(state_dir) if state_dir else None).build(known_topics)
 
 
 def system_timezone(environ: Mapping[str, str] = os.environ) -> str:
@@ -315,10 +320,11 @@ def system_timezone(environ: Mapping[str, str] = os.environ) -> str:
 class _Loader:
     """Reads one document into a ``Config``, collecting problems instead of stopping at the first."""
 
-    def __init__(self, doc: TomlDocument) -> None:
+    def __init__(self, doc: TomlDocument, state_dir: Path | None) -> None:
         self.doc = doc
         self.problems: list[Problem] = []
         self.base = doc.path.parent
+        self.state_base = state_dir or self.base
 
     def problem(self, key: KeyPath, message: str) -> None:
         line, col = self.doc.locate(key)
@@ -373,7 +379,7 @@ class _Loader:
         return Config(
             path=self.doc.path,
             watchlist=self.base / top["watchlist"],
-            state_path=self.base / state["path"],
+            state_path=self.state_base / state["path"],
             templates_dir=self.base / templates if templates else None,
             poll=PollConfig(**poll),
             feeds=feeds,
@@ -425,8 +431,8 @@ class _Loader:
             self.problem(("delivery", "method"), "method = 'smtp' needs [delivery.smtp] host")
         return DeliveryConfig(
             method=values.get("method", _DELIVERY_DEFAULT.method),
-            maildir=self.base / values.get("maildir", _DELIVERY_DEFAULT.maildir),
-            mbox=self.base / values.get("mbox", _DELIVERY_DEFAULT.mbox),
+            maildir=self.state_base / values.get("maildir", _DELIVERY_DEFAULT.maildir),
+            mbox=self.state_base / values.get("mbox", _DELIVERY_DEFAULT.mbox),
             sender=values.get("from", _DELIVERY_DEFAULT.sender),
             smtp=SmtpConfig(
                 host=smtp.get("host", _SMTP_DEFAULT.host),

@@ -3,7 +3,8 @@
     matched items --group by topic (watchlist order)--> --one Story per story_key--> --rank--> --cap--> Digest
 
 One story carried by several feeds becomes one entry: the earliest-seen copy is shown, the other feeds
-are listed in ``also_in``. Ranking is score, then recency, then title, so the same input always gives the same digest.
+are listed in ``also_in``. Ranking is score, then recency, then title, so the same input always gives
+the same digest.
 """
 
 from __future__ import annotations
@@ -100,10 +101,7 @@ def _merge(copies: Sequence[MatchedItem]) -> Story:
     ordered = sorted(copies, key=lambda mi: (_utc(mi.first_seen), mi.item.key))
     main = ordered[0]
     also_in = _unique(
-        name
-        for mi in ordered
-        for name in (mi.item.feed_name, *mi.also_in)
-        if name != main.item.feed_name
+        name for mi in ordered for name in (mi.item.feed_name, *mi.also_in) if name != main.item.feed_name
     )
     return Story(
         item_key=main.item.key,

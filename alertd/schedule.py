@@ -155,3 +155,16 @@ def poll_delay(interval: timedelta, jitter: float, rng: random.Random) -> timede
     """The configured poll interval, spread by ±``jitter`` (a fraction) so feeds do not fire in lockstep."""
     spread = interval.total_seconds() * jitter
     return timedelta(seconds=max(1.0, interval.total_seconds() + rng.uniform(-spread, spread)))
+
+
+BACKOFF_CAP = timedelta(hours=24)
+
+
+def backoff_delay(failures: int, interval: timedelta, rng: random.Random) -> timedelta:
+    """Delay before retrying a feed after ``failures`` consecutive failures: ×2 each time, ±10 %, ≤ 24 h.
+
+    A feed is never given up on for transient errors; the first retry comes after one normal interval.
+    """
+    base = min(interval * (2 ** max(0, failures - 1)), BACKOFF_CAP)
+    jittered = base.total_seconds() * rng.uniform(0.9, 1.1)
+    return timedelta(seconds=min(jittered, BACKOFF_CAP.total_seconds()))

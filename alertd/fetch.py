@@ -1,0 +1,504 @@
+"""Fetch one feed over HTTP and translate every outcome into a :class:`~alertd.models.FetchResult`.
+
+This module does I/O and never parses. :func:`fetch_feed` never raises for a network or HTTP problem: each
+outcome becomes a ``FetchResult`` whose ``status`` is OK, NOT_MODIFIED, GONE or ERROR, and whose ``error_class``
+is one of the stable names in :data:`ERROR_CLASSES`.
+
+What one fetch enforces (RELIABILITY F2-F7):
+
+- an overall deadline around the whole fetch, body streaming included, on top of the connect / read timeouts;
+- a cap on the *decoded* body, counted while streaming: alertd decompresses gzip / deflate itself with a bounded
+  output size, so a gzip bomb stops at the cap instead of inflating in memory first;
+- redirects followed by hand, at most ``max_redirects``; every hop is re-validated, https -> http is refused;
+- no connection to a non-public address (loopback, RFC 1918, link-local, ULA, CGNAT, NAT64, 0/8, IPv4-mapped
+  forms of those...). The host is resolved by alertd, every address is checked, and the connection is made to a
+  checked address, so DNS rebinding between the check and the connect is impossible. Exceptions: a feed whose
+  configured URL is itself a literal IP address or ``localhost`` (the admin asked for it; its redirects may stay
+  on that same host), and the networks of ``FetchPolicy.allow_private`` (``ALERTD_ALLOW_PRIVATE`` by default);
+- TLS verification always on;
+- conditional GET with If-None-Match / If-Modified-Since.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import ipaddress
+import os
+import socket
+import ssl
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpcore
+import httpx
+
+from alertd import __version__
+from alertd.errors import ConfigError
+from alertd.models import FetchResult, FetchStatus
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+"""Resolve ``(host, port)`` to IP address strings; raise ``OSError`` when the name does not resolve."""
+
+ENV_ALLOW_PRIVATE = "ALERTD_ALLOW_PRIVATE"
+
+ERROR_CLASSES = frozenset(
+    {
+        "timeout",
+        "connect_error",
+        "dns_error",
+        "tls_error",
+        "http_4xx",
+        "http_5xx",
+        "rate_limited",
+        "too_large",
+        "too_many_redirects",
+        "redirect_downgrade",
+        "ssrf_blocked",
+        "invalid_url",
+        "protocol_error",
+    }
+)
+
+_FORBIDDEN_NETWORKS: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(cidr)
+    for cidr in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "::/128",
+        "::1/128",
+        "::ffff:0:0/96",
+        "64:ff9b::/96",
+        "64:ff9b:1::/48",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_PERMANENT_REDIRECT_STATUSES = frozenset({301, 308})
+_RATE_LIMIT_STATUSES = frozenset({429, 503})
+_ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+_ZLIB_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+# Addresses checked for this fetch, by (host, port); the connection is made to one of them and nothing else.
+_checked_addresses: contextvars.ContextVar[dict[tuple[str, int], tuple[str, ...]]] = contextvars.ContextVar(
+    "alertd_checked_addresses"
+)
+
+
+def allow_private_from_env(environ: Mapping[str, str] | None = None) -> tuple[IPNetwork, ...]:
+    """The networks listed in ``ALERTD_ALLOW_PRIVATE`` (comma-separated CIDRs); raises ConfigError if invalid."""
+    raw = (os.environ if environ is None else environ).get(ENV_ALLOW_PRIVATE, "")
+    networks: list[IPNetwork] = []
+    for cidr in filter(None, (part.strip() for part in raw.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError as exc:
+            raise ConfigError.single(
+                Path(f"${ENV_ALLOW_PRIVATE}"), f"not a network: {cidr!r}", key=ENV_ALLOW_PRIVATE
+            ) from exc
+    return tuple(networks)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPolicy:
+    """Limits and rules applied to every fetch; built once from the config."""
+
+    user_agent: str = f"alertd/{__version__} (+https://example.invalid/alertd)"
+    deadline: float = 30.0
+    """Overall seconds for one fetch, redirects and body streaming included."""
+    connect_timeout: float = 10.0
+    read_timeout: float = 15.0
+    max_body_bytes: int = 10 * 1024 * 1024
+    """Cap on the decoded body."""
+    max_redirects: int = 5
+    allow_private: tuple[IPNetwork, ...] = field(default_factory=allow_private_from_env)
+    """Non-public networks feeds may connect to anyway; defaults to ``ALERTD_ALLOW_PRIVATE``."""
+    resolve: Resolver | None = None
+    """Name resolution hook (tests); ``None`` uses the system resolver through ``loop.getaddrinfo``."""
+
+
+def is_forbidden_address(address: IPAddress) -> bool:
+    """True for any address a feed at a public hostname must not reach (loopback, private, link-local, ...)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return True
+    return (
+        any(address in network for network in _FORBIDDEN_NETWORKS)
+        or address.is_multicast
+        or not address.is_global
+    )
+
+
+def make_client(policy: FetchPolicy, *, ssl_context: ssl.SSLContext | None = None) -> httpx.AsyncClient:
+    """An httpx client for :func:`fetch_feed`: timeouts, headers, no automatic redirects, the address guard.
+
+    ``ssl_context`` replaces the trust store (tests use a private CA); it must verify certificates and
+    host names, there is no way to turn verification off.
+    """
+    context = ssl_context or httpx.create_ssl_context()
+    if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
+        raise ValueError("TLS certificate and host name verification cannot be disabled")
+    return httpx.AsyncClient(
+        transport=_GuardedTransport(policy, context),
+        timeout=httpx.Timeout(
+            connect=policy.connect_timeout,
+            read=policy.read_timeout,
+            write=policy.read_timeout,
+            pool=policy.connect_timeout,
+        ),
+        headers={"User-Agent": policy.user_agent, "Accept": _ACCEPT, "Accept-Encoding": "gzip, deflate"},
+        follow_redirects=False,
+        trust_env=False,  # an environment proxy would bypass the address guard
+    )
+
+
+async def fetch_feed(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    etag: str | None,
+    last_modified: str | None,
+    policy: FetchPolicy,
+) -> FetchResult:
+    """Conditionally GET ``url`` under ``policy``; every outcome, failures included, is a FetchResult."""
+    started = time.monotonic()
+    try:
+        result = await asyncio.wait_for(
+            _fetch(client, url, etag=etag, last_modified=last_modified, policy=policy),
+            timeout=policy.deadline,
+        )
+    except (_FetchFailure, httpx.HTTPError, httpx.InvalidURL, OSError, asyncio.TimeoutError) as exc:
+        error_class, message = _classify(exc, policy)
+        result = FetchResult(url=url, status=FetchStatus.ERROR, error_class=error_class, error=message)
+    return dataclasses.replace(result, elapsed=time.monotonic() - started)
+
+
+class _FetchFailure(Exception):
+    """A failure already named with its error class."""
+
+    def __init__(self, error_class: str, message: str) -> None:
+        self.error_class = error_class
+        super().__init__(message)
+
+
+async def _fetch(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    etag: str | None,
+    last_modified: str | None,
+    policy: FetchPolicy,
+) -> FetchResult:
+    """Follow redirects hop by hop, checking each, and turn the final response into a result."""
+    current = _checked_url(url)
+    trusted_host = _explicitly_configured_host(current)
+    checked: dict[tuple[str, int], tuple[str, ...]] = {}
+    token = _checked_addresses.set(checked)
+    try:
+        redirect_statuses: list[int] = []
+        for _ in range(policy.max_redirects + 1):
+            host, port = _host_of(current), _port_of(current)
+            checked[(host, port)] = await _resolve_checked(host, port, policy, trusted_host)
+            request = client.build_request("GET", current, headers=_conditional(etag, last_modified))
+            response = await client.send(request, stream=True)
+            try:
+                location = response.headers.get("location")
+                if response.status_code not in _REDIRECT_STATUSES or not location:
+                    return await _result_of(response, url, redirect_statuses, etag, last_modified, policy)
+            finally:
+                await response.aclose()
+            redirect_statuses.append(response.status_code)
+            current = _next_hop(current, location)
+        raise _FetchFailure("too_many_redirects", f"more than {policy.max_redirects} redirects")
+    finally:
+        _checked_addresses.reset(token)
+
+
+def _conditional(etag: str | None, last_modified: str | None) -> dict[str, str]:
+    headers = {}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    return headers
+
+
+def _checked_url(url: str) -> httpx.URL:
+    """Parse a feed or redirect URL; only absolute http(s) URLs with a host are fetched."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise _FetchFailure("invalid_url", f"invalid URL {url!r}: {exc}") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise _FetchFailure("invalid_url", f"not an absolute http(s) URL: {url!r}")
+    return parsed.copy_with(fragment=None)
+
+
+def _next_hop(current: httpx.URL, location: str) -> httpx.URL:
+    try:
+        target = _checked_url(str(current.join(location)))
+    except httpx.InvalidURL as exc:
+        raise _FetchFailure("invalid_url", f"invalid redirect target {location!r}") from exc
+    if current.scheme == "https" and target.scheme == "http":
+        raise _FetchFailure("redirect_downgrade", f"refused redirect from https to {target}")
+    return target
+
+
+def _host_of(url: httpx.URL) -> str:
+    """The host as the connection pool sees it: IDNA-encoded, IPv6 without brackets."""
+    return url.raw_host.decode("ascii").lower()
+
+
+def _port_of(url: httpx.URL) -> int:
+    return url.port or (443 if url.scheme == "https" else 80)
+
+
+def _explicitly_configured_host(url: httpx.URL) -> str | None:
+    """The host of a configured URL that names a literal IP or localhost: the admin chose that address."""
+    host = _host_of(url)
+    if host == "localhost" or _as_ip(host) is not None:
+        return host
+    return None
+
+
+def _as_ip(text: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def _may_connect(address: IPAddress, allow_private: Iterable[IPNetwork]) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    allowed = any(address.version == net.version and address in net for net in allow_private)
+    return allowed or not is_forbidden_address(address)
+
+
+async def _resolve_checked(
+    host: str, port: int, policy: FetchPolicy, trusted_host: str | None
+) -> tuple[str, ...]:
+    """Resolve ``host`` and check every address; raise ssrf_blocked if any is forbidden."""
+    addresses = await _resolve(host, port, policy.resolve)
+    if host == trusted_host:
+        return addresses
+    for text in addresses:
+        address = _as_ip(text)
+        if address is None or not _may_connect(address, policy.allow_private):
+            raise _FetchFailure("ssrf_blocked", f"{host} resolves to non-public address {text}")
+    return addresses
+
+
+async def _resolve(host: str, port: int, resolver: Resolver | None) -> tuple[str, ...]:
+    if _as_ip(host) is not None:
+        return (host,)
+    try:
+        addresses = tuple(await (resolver or _system_resolve)(host, port))
+    except OSError as exc:
+        raise _FetchFailure("dns_error", f"cannot resolve {host}: {exc}") from exc
+    if not addresses:
+        raise _FetchFailure("dns_error", f"{host} resolves to no address")
+    return addresses
+
+
+async def _system_resolve(host: str, port: int) -> Sequence[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def _result_of(
+    response: httpx.Response,
+    url: str,
+    redirect_statuses: Sequence[int],
+    etag: str | None,
+    last_modified: str | None,
+    policy: FetchPolicy,
+) -> FetchResult:
+    """Name the outcome of the final response; read the body only for a 2xx."""
+    status = response.status_code
+    common: dict[str, Any] = {
+        "url": url,
+        "http_status": status,
+        "headers": tuple(response.headers.multi_items()),
+        "etag": response.headers.get("etag") or etag,
+        "last_modified": response.headers.get("last-modified") or last_modified,
+        "final_url": str(response.request.url),
+        "permanent_redirect": _permanent_target(response, redirect_statuses),
+    }
+    if 200 <= status < 300:
+        body = await _read_capped(response, policy.max_body_bytes)
+        return FetchResult(status=FetchStatus.OK, body=body, **common)
+    if status == 304:
+        return FetchResult(status=FetchStatus.NOT_MODIFIED, **common)
+    if status == 410:
+        return FetchResult(status=FetchStatus.GONE, error=f"HTTP {status}", **common)
+    error_class = _error_class_of_status(status)
+    return FetchResult(status=FetchStatus.ERROR, error_class=error_class, error=f"HTTP {status}", **common)
+
+
+def _permanent_target(response: httpx.Response, redirect_statuses: Sequence[int]) -> str | None:
+    """The final URL when every redirect on the way was permanent (301 / 308), else None."""
+    if redirect_statuses and all(s in _PERMANENT_REDIRECT_STATUSES for s in redirect_statuses):
+        return str(response.request.url)
+    return None
+
+
+def _error_class_of_status(status: int) -> str:
+    if status in _RATE_LIMIT_STATUSES:
+        return "rate_limited"
+    if 400 <= status < 500:
+        return "http_4xx"
+    if 500 <= status < 600:
+        return "http_5xx"
+    return "protocol_error"
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """Stream the body, decoding it ourselves so the cap applies to decoded bytes as they are produced."""
+    body = _CappedBody(response.headers.get("content-encoding", ""), limit)
+    async for chunk in response.aiter_raw():
+        body.feed(chunk)
+    return body.finish()
+
+
+class _CappedBody:
+    """Accumulate a (possibly gzip / deflate encoded) body; raise too_large as soon as decoded bytes exceed."""
+
+    def __init__(self, content_encoding: str, limit: int) -> None:
+        codings = [c.strip().lower() for c in content_encoding.split(",")]
+        codings = [c for c in codings if c and c != "identity"]
+        if len(codings) > 1 or (codings and codings[0] not in _ZLIB_WBITS):
+            raise _FetchFailure("protocol_error", f"unsupported Content-Encoding {content_encoding!r}")
+        self._wbits = _ZLIB_WBITS[codings[0]] if codings else None
+        self._decompressor = zlib.decompressobj(self._wbits) if self._wbits is not None else None
+        self._started = False
+        self._limit = limit
+        self._size = 0
+        self._parts: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        if self._decompressor is None:
+            self._append(data)
+            return
+        while data and not self._decompressor.eof:
+            room = self._limit - self._size + 1  # never 0: zlib reads 0 as "unlimited"
+            self._append(self._decompress(data, room))
+            data = self._decompressor.unconsumed_tail
+
+    def finish(self) -> bytes:
+        if self._decompressor is not None:
+            self._append(self._decompressor.flush())
+        return b"".join(self._parts)
+
+    def _decompress(self, data: bytes, max_length: int) -> bytes:
+        assert self._decompressor is not None
+        try:
+            out = self._decompressor.decompress(data, max_length)
+        except zlib.error as exc:
+            if self._started or self._wbits != zlib.MAX_WBITS:
+                raise _FetchFailure("protocol_error", f"corrupt compressed body: {exc}") from exc
+            # "deflate" is sent both zlib-wrapped (per the RFC) and raw (by many servers).
+            self._wbits = -zlib.MAX_WBITS
+            self._decompressor = zlib.decompressobj(self._wbits)
+            return self._decompress(data, max_length)
+        self._started = True
+        return out
+
+    def _append(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._size > self._limit:
+            raise _FetchFailure("too_large", f"body exceeds {self._limit} decoded bytes")
+        self._parts.append(data)
+
+
+def _classify(exc: BaseException, policy: FetchPolicy) -> tuple[str, str]:
+    """A stable error class and a message for an exception raised while fetching."""
+    if isinstance(exc, _FetchFailure):
+        return exc.error_class, str(exc)
+    if isinstance(exc, asyncio.TimeoutError | httpx.TimeoutException):
+        return "timeout", f"no complete response within the deadline ({policy.deadline} s): {exc!r}"
+    if _caused_by(exc, ssl.SSLError | ssl.CertificateError):
+        return "tls_error", str(exc) or repr(exc)
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return "invalid_url", str(exc)
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.LocalProtocolError | httpx.DecodingError):
+        return "protocol_error", str(exc)
+    if isinstance(exc, httpx.TransportError | OSError):
+        return "connect_error", str(exc) or repr(exc)
+    return "protocol_error", str(exc) or repr(exc)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException] | Any) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Connects only to addresses checked for the current fetch; resolves and checks itself otherwise."""
+
+    def __init__(self, policy: FetchPolicy) -> None:
+        self._policy = policy
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = _checked_addresses.get({}).get((host, port))
+        if addresses is None:
+            addresses = await _resolve_checked(host, port, self._policy, trusted_host=None)
+        last_error: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except httpcore.ConnectError as exc:
+                last_error = exc
+        assert last_error is not None
+        raise last_error
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("feeds are never fetched over unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport with its connection pool built on :class:`_GuardedBackend`."""
+
+    def __init__(self, policy: FetchPolicy, ssl_context: ssl.SSLContext) -> None:
+        super().__init__(verify=ssl_context, trust_env=False)
+        limits = httpx.Limits(max_connections=50, max_keepalive_connections=10, keepalive_expiry=30.0)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(policy),
+        )

@@ -1,0 +1,118 @@
+"""Match one item against a compiled watchlist and explain why each topic fired.
+
+One pass per field finds every term of every topic (see :mod:`alertd.termindex`); only the topics that own a
+term that fired (plus the rare topic that can match without any) are then evaluated. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from alertd.conditions import evaluate
+from alertd.models import Match, Span
+from alertd.normalise import normalise
+from alertd.termindex import Hit
+from alertd.text import html_to_text
+from alertd.watchlist import Topic, Watchlist
+
+__all__ = ["format_explanation", "html_to_text", "match_item", "normalise"]
+
+
+def match_item(
+    watchlist: Watchlist,
+    title: str,
+    summary: str,
+    feed_name: str = "",
+    feed_tags: frozenset[str] = frozenset(),
+    link: str = "",
+) -> tuple[Match, ...]:
+    """Every topic of ``watchlist`` that the item matches, in watchlist order, with its evidence.
+
+    ``summary`` is plain text. Span offsets index the ``title`` and ``summary`` strings given here.
+    """
+    hits = find_hits(watchlist, title, summary, link)
+    candidates = {p for term_id in hits for p in watchlist.topics_by_term.get(term_id, ())}
+    candidates.update(watchlist.always_evaluated)
+    matches = []
+    for position in sorted(candidates):
+        topic = watchlist.topics[position]
+        found = _match_topic(watchlist, topic, hits, feed_name, feed_tags)
+        if found is not None:
+            matches.append(found)
+    return tuple(matches)
+
+
+def find_hits(watchlist: Watchlist, title: str, summary: str, link: str = "") -> dict[int, list[Hit]]:
+    """Hits of every watchlist term in the item's fields, keyed by term id."""
+    hits: dict[int, list[Hit]] = {}
+    for field_name, text in (("title", title), ("summary", summary), ("link", link)):
+        for term_id, found in watchlist.index.find(field_name, text).items():
+            hits.setdefault(term_id, []).extend(found)
+    return hits
+
+
+def _match_topic(
+    watchlist: Watchlist,
+    topic: Topic,
+    hits: dict[int, list[Hit]],
+    feed_name: str,
+    feed_tags: frozenset[str],
+) -> Match | None:
+    if not topic.accepts_feed(feed_name, feed_tags) or not evaluate(topic.condition, hits):
+        return None
+    if topic.veto is not None and evaluate(topic.veto, hits):
+        return None
+    fired = [term_id for term_id in topic.evidence if term_id in hits]
+    terms = [watchlist.index.terms[term_id] for term_id in fired]
+    score = sum(term.weight for term in terms)
+    if topic.min_score is not None and score < topic.min_score:
+        return None
+    spans = _spans((term.text, hits[term.id]) for term in terms)
+    return Match(topic.id, tuple(dict.fromkeys(t.text for t in terms)), spans, score)
+
+
+def _spans(evidence: Iterable[tuple[str, Sequence[Hit]]]) -> tuple[Span, ...]:
+    seen: dict[tuple[str, int, int, str], Span] = {}
+    for text, found in evidence:
+        for hit in found:
+            span = Span(hit.field, hit.start, hit.end, text)
+            seen.setdefault((span.field, span.start, span.end, text), span)
+    order = {"title": 0, "summary": 1, "link": 2}
+    return tuple(sorted(seen.values(), key=lambda s: (order.get(s.field, 3), s.start, s.end)))
+
+
+def format_explanation(
+    title: str, summary: str, matches: Sequence[Match], watchlist: Watchlist, link: str = ""
+) -> str:
+    """A human-readable account of why each topic matched, with the matched words in [brackets]."""
+    if not matches:
+        return "no topic matched"
+    texts = {"title": title, "summary": summary, "link": link}
+    lines: list[str] = []
+    for found in matches:
+        topic = watchlist.topic(found.topic_id)
+        name = f" ({topic.name})" if topic is not None else ""
+        lines.append(f"{found.topic_id}{name}: score {found.score:g}")
+        lines.append(f"  terms: {', '.join(found.terms)}")
+        for field_name, text in texts.items():
+            spans = [s for s in found.spans if s.field == field_name]
+            if spans:
+                lines.append(f"  {field_name}: {_highlight(text, spans)}")
+                for span in spans:
+                    lines.append(
+                        f"    {span.start}-{span.end} {text[span.start : span.end]!r} <- {span.term!r}"
+                    )
+    return "\n".join(lines)
+
+
+def _highlight(text: str, spans: Sequence[Span]) -> str:
+    out: list[str] = []
+    position = 0
+    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
+        if span.start < position:
+            continue
+        out.append(text[position : span.start])
+        out.append(f"[{text[span.start : span.end]}]")
+        position = span.end
+    out.append(text[position:])
+    return "".join(out)

@@ -1,0 +1,384 @@
+"""``Digest`` -> ``EmailMessage`` (pure): jinja2 text and HTML parts, safe headers, deterministic Message-ID.
+
+Feed data is hostile. It reaches the templates as plain text only (``Story.summary_text``), autoescaped in
+HTML; every header built from it goes through :func:`safe_header`; a story that cannot be rendered is logged
+and dropped so the rest of the digest still goes (RELIABILITY D5, E1-E4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from email import policy as email_policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import jinja2
+import nh3
+
+import alertd
+from alertd.errors import ConfigError
+from alertd.models import Digest, FeedHealth, Span, Story, TopicSection
+
+__all__ = [
+    "DATETIME_FORMAT",
+    "SUMMARY_LIMIT",
+    "TEMPLATE_NAMES",
+    "check_templates",
+    "highlight_segments",
+    "http_link",
+    "load_templates",
+    "local_time",
+    "packaged_templates_dir",
+    "render_digest",
+    "safe_header",
+    "sanitize_html",
+]
+
+log = logging.getLogger(__name__)
+
+#: Every date the reader sees is formatted with this, in the subscriber's time zone.
+DATETIME_FORMAT = "%d/%m/%Y %H:%M"
+#: Summaries longer than this (in characters) are cut at a word boundary.
+SUMMARY_LIMIT = 400
+SUBJECT_LIMIT = 200
+TEMPLATE_NAMES = ("subject.txt.j2", "digest.txt.j2", "digest.html.j2")
+
+_ALLOWED_TAGS = {"p", "br", "a", "b", "i", "em", "strong", "ul", "ol", "li", "blockquote", "code", "pre"}
+_ALLOWED_TAGS |= {"h3", "h4", "h5", "h6"}
+_ALLOWED_SCHEMES = {"http", "https", "mailto"}
+# Header-unsafe characters: C0 and C1 controls, DEL, line/paragraph separators, lone surrogates.
+_UNSAFE_HEADER_CATEGORIES = {"Cc", "Cs", "Zl", "Zp"}
+_MESSAGE_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+# --- text helpers used by the templates ---------------------------------------------------------
+
+
+def safe_header(value: str, limit: int = SUBJECT_LIMIT) -> str:
+    """A header value safe to emit whatever the input: no controls or line breaks, no encoded-words.
+
+    Controls (C0, C1, DEL), CR, LF, U+2028/2029 and lone surrogates become spaces, ``=?`` is broken with a
+    zero-width space so no mail client decodes feed text as an RFC 2047 encoded-word, whitespace is
+    collapsed and the result is cut to ``limit`` characters with an ellipsis.
+    """
+    cleaned = "".join(" " if _is_unsafe_in_header(ch) else ch for ch in value)
+    cleaned = " ".join(cleaned.split())
+    cleaned = cleaned.replace("=?", "=\u200b?")
+    if len(cleaned) > limit:
+        cleaned = cleaned[: max(limit - 1, 0)].rstrip() + "…"
+    return cleaned
+
+
+def _is_unsafe_in_header(ch: str) -> bool:
+    return unicodedata.category(ch) in _UNSAFE_HEADER_CATEGORIES
+
+
+def highlight_segments(
+    text: str, spans: Iterable[Span], field: str, *, limit: int | None = None
+) -> list[tuple[str, bool]]:
+    """Split ``text`` into ``(segment, highlighted)`` pairs from the spans of ``field``.
+
+    Spans are offsets into the original text; out-of-range spans are clipped and overlapping ones merged.
+    With ``limit``, text longer than ``limit`` is cut at a word boundary and ends with an ellipsis segment.
+    Whitespace runs and control characters in segments become single spaces.
+    """
+    text, truncated = _truncate(text, limit)
+    ranges = _merge_ranges(
+        (max(s.start, 0), min(s.end, len(text))) for s in spans if s.field == field
+    )
+    segments: list[tuple[str, bool]] = []
+    cursor = 0
+    for start, end in ranges:
+        segments.append((text[cursor:start], False))
+        segments.append((text[start:end], True))
+        cursor = end
+    segments.append((text[cursor:], False))
+    if truncated:
+        segments.append(("…", False))
+    return _clean_segments(segments)
+
+
+def _truncate(text: str, limit: int | None) -> tuple[str, bool]:
+    if limit is None or len(text) <= limit:
+        return text, False
+    cut = max(text.rfind(" ", 0, limit + 1), text.rfind("\n", 0, limit + 1))
+    if cut < limit // 2:  # one enormous word: cut inside it rather than lose most of the text
+        cut = limit
+    return text[:cut].rstrip(), True
+
+
+def _merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(r for r in ranges if r[0] < r[1]):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _clean_segments(segments: Sequence[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    cleaned = [(_clean_text(seg), hit) for seg, hit in segments]
+    if cleaned:
+        cleaned[0] = (cleaned[0][0].lstrip(), cleaned[0][1])
+        cleaned[-1] = (cleaned[-1][0].rstrip(), cleaned[-1][1])
+    return [(seg, hit) for seg, hit in cleaned if seg]
+
+
+def _clean_text(text: str) -> str:
+    """Controls and whitespace runs become one space; keeps a leading/trailing space to join segments."""
+    text = "".join(" " if _is_unsafe_in_header(ch) else ch for ch in text)
+    return re.sub(r"\s+", " ", text)
+
+
+def http_link(url: str | None) -> str | None:
+    """``url`` if it is an absolute http(s) URL, else None (so templates show plain text, not a link)."""
+    if not url:
+        return None
+    url = url.strip()
+    if any(_is_unsafe_in_header(ch) or ch.isspace() for ch in url):
+        return None
+    parts = urlsplit(url)
+    return url if parts.scheme.lower() in {"http", "https"} and parts.netloc else None
+
+
+def local_time(moment: datetime | None, tz_name: str) -> str:
+    """``moment`` in the time zone ``tz_name``, formatted with :data:`DATETIME_FORMAT`; naive means UTC."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt_timezone.utc)
+    return moment.astimezone(ZoneInfo(tz_name)).strftime(DATETIME_FORMAT)
+
+
+def sanitize_html(html: str) -> str:
+    """Feed HTML reduced to a small allow-list: no images, styles, scripts, forms or event handlers.
+
+    Links keep only ``href`` with http, https or mailto, and get ``rel="noopener noreferrer"``.
+    """
+    cleaned: str = nh3.clean(
+        html,
+        tags=_ALLOWED_TAGS,
+        attributes={"a": {"href"}, "*": set()},  # "*": no generic attributes (ammonia keeps title, lang)
+        url_relative="deny",
+        url_schemes=_ALLOWED_SCHEMES,
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+    )
+    return cleaned
+
+
+# --- templates -----------------------------------------------------------------------------------
+
+
+def packaged_templates_dir() -> Path:
+    """The default templates: inside the installed package, else the repository's ``templates/``."""
+    package_dir = Path(alertd.__file__).resolve().parent
+    for candidate in (package_dir / "templates", package_dir.parent / "templates"):
+        if (candidate / "digest.html.j2").is_file():
+            return candidate
+    raise RuntimeError(f"alertd's default templates are missing (looked next to {package_dir})")
+
+
+def load_templates(templates_dir: Path | None) -> jinja2.Environment:
+    """A jinja2 environment where ``templates_dir`` (if any) overrides the packaged templates, file by file.
+
+    ``.html.j2`` templates are autoescaped, ``.txt.j2`` ones are not; undefined names are errors.
+    """
+    loaders: list[jinja2.BaseLoader] = []
+    if templates_dir is not None:
+        if not templates_dir.is_dir():
+            raise ConfigError.single(templates_dir, "templates_dir is not a directory", key="templates_dir")
+        loaders.append(jinja2.FileSystemLoader(templates_dir))
+    loaders.append(jinja2.FileSystemLoader(packaged_templates_dir()))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html", "xml", "html.j2"), default_for_string=False, default=False
+        ),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.globals.update(
+        highlight_segments=highlight_segments,
+        http_link=http_link,
+        local_time=local_time,
+        summary_limit=SUMMARY_LIMIT,
+        datetime_format=DATETIME_FORMAT,
+    )
+    env.filters["local_time"] = local_time
+    env.filters["http_link"] = http_link
+    return env
+
+
+def check_templates(env: jinja2.Environment) -> list[str]:
+    """Compile and render each template once against a sample digest; one message per broken template."""
+    digest = sample_digest()
+    problems: list[str] = []
+    for name in TEMPLATE_NAMES:
+        try:
+            template = env.get_template(name)
+            template.render(_context(digest))
+        except jinja2.TemplateSyntaxError as exc:
+            problems.append(f"{exc.filename or name}:{exc.lineno}: {exc.message}")
+        except Exception as exc:  # a user template can fail in any way; report it, never crash
+            problems.append(f"{_template_file(env, name)}: {type(exc).__name__}: {exc}")
+    return problems
+
+
+def _template_file(env: jinja2.Environment, name: str) -> str:
+    try:
+        return env.get_template(name).filename or name
+    except Exception:
+        return name
+
+
+def sample_digest() -> Digest:
+    """A small digest exercising every template feature: used by :func:`check_templates` and tests."""
+    when = datetime(2026, 11, 26, 6, 3, tzinfo=dt_timezone.utc)
+    story = Story(
+        item_key="sample-1",
+        title="Alibaba ouvre un bureau en France",
+        link="https://example.invalid/alibaba",
+        feed_name="Les Échos",
+        summary_text="Le groupe Alibaba annonce un bureau à Paris pour ses marchands français.",
+        published=when - timedelta(hours=1),
+        first_seen=when,
+        terms=("alibaba",),
+        spans=(Span("title", 0, 7, "alibaba"), Span("summary", 10, 17, "alibaba")),
+        also_in=("Le Monde",),
+    )
+    hidden = replace(story, item_key="sample-2", title="Autre article", link=None, also_in=())
+    return Digest(
+        digest_id="0" * 32,
+        subscriber_email="reader@example.invalid",
+        subscriber_name="Sample Reader",
+        sender="alertd@example.invalid",
+        sections=(TopicSection("sample", "Sample topic", (story,), (hidden,)),),
+        generated_at=when,
+        timezone="Europe/Paris",
+        config_path="/etc/alertd/alertd.toml",
+        watchlist_path="/etc/alertd/watchlist.toml",
+        feed_health=(FeedHealth("Sample feed", "https://example.invalid/rss", "HTTP 500", when),),
+    )
+
+
+# --- the message ---------------------------------------------------------------------------------
+
+
+def render_digest(
+    digest: Digest, env: jinja2.Environment, *, list_id_domain: str = "alertd.local"
+) -> EmailMessage:
+    """The digest as a ``multipart/alternative`` email (text/plain, then text/html), ready to deliver.
+
+    Stories that fail to render are logged and left out; the rest of the digest still goes.
+    """
+    digest, parts = _render_dropping_poison(digest, env)
+    subject, text, html = parts
+    message = EmailMessage(policy=email_policy.SMTP)
+    for name, value in _headers(digest, subject, list_id_domain):
+        message[name] = value
+    # quoted-printable keeps both parts readable in raw form and safe for 998-octet line limits.
+    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return message
+
+
+def _headers(digest: Digest, subject: str, list_id_domain: str) -> list[tuple[str, Any]]:
+    sender_name, sender_addr = parseaddr(digest.sender)
+    return [
+        ("Subject", subject),
+        ("From", Address(display_name=safe_header(sender_name), addr_spec=sender_addr)),
+        ("To", Address(display_name=safe_header(digest.subscriber_name), addr_spec=digest.subscriber_email)),
+        ("Date", format_datetime(_utc(digest.generated_at), usegmt=True)),
+        ("Message-ID", message_id_for(digest.digest_id)),
+        ("List-Id", list_id_for(digest.subscriber_email, list_id_domain)),
+        ("Auto-Submitted", "auto-generated"),
+        ("X-Auto-Response-Suppress", "All"),
+    ]
+
+
+def message_id_for(digest_id: str) -> str:
+    """The Message-ID of a digest: a function of its id only, so a retried send keeps it."""
+    token = _MESSAGE_ID_UNSAFE.sub("", digest_id)[:64] or "digest"
+    return f"<{token}@alertd>"
+
+
+def list_id_for(subscriber_email: str, list_id_domain: str) -> str:
+    """One List-Id per subscription, so mail clients can filter it without exposing the address."""
+    token = hashlib.sha256(subscriber_email.strip().casefold().encode("utf-8")).hexdigest()[:16]
+    domain = _MESSAGE_ID_UNSAFE.sub("", list_id_domain) or "alertd.local"
+    return f"alertd digest <{token}.{domain}>"
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=dt_timezone.utc)
+    return moment.astimezone(dt_timezone.utc)
+
+
+def _render_dropping_poison(digest: Digest, env: jinja2.Environment) -> tuple[Digest, tuple[str, str, str]]:
+    """Render the digest; if that fails, drop each story or feed-health row that fails alone and retry."""
+    try:
+        return digest, _render_parts(digest, env)
+    except Exception:
+        log.warning("digest %s failed to render; looking for poison stories", digest.digest_id, exc_info=True)
+    cleaned = _without_poison(digest, env)
+    return cleaned, _render_parts(cleaned, env)
+
+
+def _render_parts(digest: Digest, env: jinja2.Environment) -> tuple[str, str, str]:
+    context = _context(digest)
+    subject = safe_header(env.get_template("subject.txt.j2").render(context), SUBJECT_LIMIT)
+    text = env.get_template("digest.txt.j2").render(context)
+    html = env.get_template("digest.html.j2").render(context)
+    for part in (subject, text, html):
+        part.encode("utf-8")  # lone surrogates from a feed fail here, not in the middle of SMTP
+    return subject, text, html
+
+
+def _context(digest: Digest) -> dict[str, Any]:
+    return {"digest": digest}
+
+
+def _without_poison(digest: Digest, env: jinja2.Environment) -> Digest:
+    sections = tuple(_section_without_poison(digest, section, env) for section in digest.sections)
+    health = tuple(h for h in digest.feed_health if _renders(replace(digest, sections=(), feed_health=(h,)), env))
+    return replace(digest, sections=tuple(s for s in sections if s.stories), feed_health=health)
+
+
+def _section_without_poison(digest: Digest, section: TopicSection, env: jinja2.Environment) -> TopicSection:
+    def renders(story: Story, *, overflow: bool) -> bool:
+        alone = replace(section, stories=() if overflow else (story,), overflow=(story,) if overflow else ())
+        ok = _renders(replace(digest, sections=(alone,), feed_health=()), env)
+        if not ok:
+            log.error("skipping story %s in digest %s: it fails to render", story.item_key, digest.digest_id)
+        return ok
+
+    stories = tuple(s for s in section.stories if renders(s, overflow=False))
+    overflow = tuple(s for s in section.overflow if renders(s, overflow=True))
+    if not stories and overflow:  # keep the section showable: promote the first overflow story
+        stories, overflow = overflow[:1], overflow[1:]
+    return replace(section, stories=stories, overflow=overflow)
+
+
+def _renders(digest: Digest, env: jinja2.Environment) -> bool:
+    try:
+        _render_parts(digest, env)
+    except Exception:
+        return False
+    return True

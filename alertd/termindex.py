@@ -1,0 +1,238 @@
+"""Compiled watchlist terms and the index that finds all of them in one pass over a text.
+
+Every term becomes one or more word patterns (a phrase ``e-commerce`` is the two words ``e commerce`` and also
+the joined word ``ecommerce``). Patterns are indexed by the spelling of their first word, so scanning a text is
+one dictionary look-up per word (plus one per distinct ``prefix*`` length and per hyphenated pair), whatever the
+number of terms. Only ``regex`` terms cost a pass each, which is why they must be asked for explicitly.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from alertd.normalise import HYPHENS, Tokens, fold_keep_case, inflected_forms, tokenise
+
+TEXT_FIELDS = frozenset({"title", "summary"})
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One compiled term: what the user wrote and how it matches."""
+
+    id: int
+    text: str
+    words: tuple[str, ...]
+    fields: frozenset[str] = TEXT_FIELDS
+    case_exact: bool = False
+    form_exact: bool = False
+    prefix: bool = False
+    regex: re.Pattern[str] | None = None
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One place a term fired: word range ``[first, last)`` and character range in the original text."""
+
+    field: str
+    first: int
+    last: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """What one word of a pattern accepts."""
+
+    spellings: frozenset[str] = frozenset()
+    prefix: str = ""
+    cased: str = ""
+    by_key: bool = False  # compare the text word's key (its stem) rather than its spelling
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    term_id: int
+    slots: tuple[Slot, ...]
+
+
+Inflect = Callable[[str], frozenset[str]]
+
+
+@dataclass(frozen=True)
+class Inflection:
+    """How terms reach other forms of their words.
+
+    ``forms`` (the default) expands each term word into its spellings with :func:`inflected_forms` and
+    compares text words as they are. ``key`` (e.g. a stemmer) maps both sides to a key instead.
+    """
+
+    forms: Inflect = inflected_forms
+    key: Callable[[str], str] | None = None
+
+
+@dataclass(frozen=True)
+class TermIndex:
+    """All terms of a watchlist, indexed for a single pass over each field of an item."""
+
+    terms: tuple[Term, ...]
+    by_word: dict[str, tuple[Pattern, ...]]
+    by_key: dict[str, tuple[Pattern, ...]]
+    by_prefix: dict[str, tuple[Pattern, ...]]
+    prefix_lengths: tuple[int, ...]
+    regexes: tuple[Term, ...]
+    fields: frozenset[str]
+    key: Callable[[str], str] | None = field(default=None, repr=False)
+
+    def find(self, field_name: str, text: str) -> dict[int, list[Hit]]:
+        """Every hit of every term scoped to ``field_name`` in ``text``, keyed by term id."""
+        hits: dict[int, list[Hit]] = defaultdict(list)
+        if not text or field_name not in self.fields:
+            return hits
+        tokens = tokenise(text)
+        self._scan_words(field_name, tokens, hits)
+        if self.regexes:
+            self._scan_regexes(field_name, tokens, hits)
+        return hits
+
+    def _scan_words(self, field_name: str, tokens: Tokens, hits: dict[int, list[Hit]]) -> None:
+        words = tokens.words
+        by_word, by_key, by_prefix = self.by_word, self.by_key, self.by_prefix
+        for i, word in enumerate(words):
+            found = by_word.get(word)
+            if found:
+                self._try(found, field_name, tokens, i, hits)
+            if by_key and self.key is not None:
+                found = by_key.get(self.key(word))
+                if found:
+                    self._try(found, field_name, tokens, i, hits)
+            for length in self.prefix_lengths:
+                found = by_prefix.get(word[:length]) if len(word) >= length else None
+                if found:
+                    self._try(found, field_name, tokens, i, hits)
+        self._scan_hyphenated(field_name, tokens, hits)
+
+    def _scan_hyphenated(self, field_name: str, tokens: Tokens, hits: dict[int, list[Hit]]) -> None:
+        """``e-commerce`` in the text also reads as the one word ``ecommerce``."""
+        text, starts, ends, words = tokens.text, tokens.starts, tokens.ends, tokens.words
+        for i in range(len(words) - 1):
+            if starts[i + 1] - ends[i] == 1 and text[ends[i]] in HYPHENS:
+                for pattern in self.by_word.get(words[i] + words[i + 1], ()):
+                    term = self.terms[pattern.term_id]
+                    if len(pattern.slots) == 1 and field_name in term.fields and not term.case_exact:
+                        hits[term.id].append(Hit(field_name, i, i + 2, starts[i], ends[i + 1]))
+
+    def _try(
+        self,
+        patterns: tuple[Pattern, ...],
+        field_name: str,
+        tokens: Tokens,
+        first: int,
+        hits: dict[int, list[Hit]],
+    ) -> None:
+        for pattern in patterns:
+            term = self.terms[pattern.term_id]
+            last = first + len(pattern.slots)
+            if field_name not in term.fields or last > len(tokens):
+                continue
+            if all(self._accepts(slot, tokens, first + k) for k, slot in enumerate(pattern.slots)):
+                hits[term.id].append(
+                    Hit(field_name, first, last, tokens.starts[first], tokens.ends[last - 1])
+                )
+
+    def _accepts(self, slot: Slot, tokens: Tokens, index: int) -> bool:
+        word = tokens.words[index]
+        if slot.prefix:
+            accepted = word.startswith(slot.prefix)
+        elif slot.by_key and self.key is not None:
+            accepted = self.key(word) in slot.spellings
+        else:
+            accepted = word in slot.spellings
+        return accepted and (not slot.cased or tokens.cased(index) == slot.cased)
+
+    def _scan_regexes(self, field_name: str, tokens: Tokens, hits: dict[int, list[Hit]]) -> None:
+        """Regex terms run over the normalised text (folded words joined by single spaces)."""
+        norm_starts: list[int] = []
+        position = 0
+        for word in tokens.words:
+            norm_starts.append(position)
+            position += len(word) + 1
+        normalised = " ".join(tokens.words)
+        for term in self.regexes:
+            if field_name not in term.fields or term.regex is None:
+                continue
+            for found in term.regex.finditer(normalised):
+                if found.end() == found.start():
+                    continue
+                first = max(bisect.bisect_right(norm_starts, found.start()) - 1, 0)
+                last = max(bisect.bisect_left(norm_starts, found.end()), first + 1)
+                hits[term.id].append(
+                    Hit(field_name, first, last, tokens.starts[first], tokens.ends[last - 1])
+                )
+
+
+def build_index(terms: Iterable[Term], inflection: Inflection | None = None) -> TermIndex:
+    """Index ``terms`` (whose ids are their positions) for scanning."""
+    inflection = inflection or Inflection()
+    all_terms = tuple(terms)
+    by_word: dict[str, list[Pattern]] = defaultdict(list)
+    by_key: dict[str, list[Pattern]] = defaultdict(list)
+    by_prefix: dict[str, list[Pattern]] = defaultdict(list)
+    for term in all_terms:
+        if term.regex is not None or not term.words:
+            continue
+        for pattern in _patterns(term, inflection):
+            first = pattern.slots[0]
+            if first.prefix:
+                by_prefix[first.prefix].append(pattern)
+            elif first.by_key:
+                for key in first.spellings:
+                    by_key[key].append(pattern)
+            else:
+                for spelling in first.spellings:
+                    by_word[spelling].append(pattern)
+    return TermIndex(
+        terms=all_terms,
+        by_word={k: tuple(v) for k, v in by_word.items()},
+        by_key={k: tuple(v) for k, v in by_key.items()},
+        by_prefix={k: tuple(v) for k, v in by_prefix.items()},
+        prefix_lengths=tuple(sorted({len(p) for p in by_prefix})),
+        regexes=tuple(t for t in all_terms if t.regex is not None),
+        fields=frozenset(f for t in all_terms for f in t.fields),
+        key=inflection.key,
+    )
+
+
+def _patterns(term: Term, inflection: Inflection) -> list[Pattern]:
+    cased = [fold_keep_case(w) for w in _cased_words(term)] if term.case_exact else []
+    slots = []
+    for k, word in enumerate(term.words):
+        is_prefix = term.prefix and k == len(term.words) - 1
+        slots.append(_slot(word, cased[k] if cased else "", is_prefix, term.form_exact, inflection))
+    patterns = [Pattern(term.id, tuple(slots))]
+    if len(term.words) > 1 and not term.case_exact:
+        joined = "".join(term.words)
+        patterns.append(
+            Pattern(term.id, (_slot(joined, "", term.prefix, term.form_exact, inflection),))
+        )
+    return patterns
+
+
+def _slot(word: str, cased: str, prefix: bool, form_exact: bool, inflection: Inflection) -> Slot:
+    if prefix:
+        return Slot(prefix=word, cased=cased)
+    if form_exact:
+        return Slot(frozenset((word,)), cased=cased)
+    if inflection.key is not None:
+        return Slot(frozenset((inflection.key(word),)), cased=cased, by_key=True)
+    return Slot(inflection.forms(word), cased=cased)
+
+
+def _cased_words(term: Term) -> list[str]:
+    tokens = tokenise(term.text)
+    return [tokens.text[s:e] for s, e in zip(tokens.starts, tokens.ends, strict=True)]

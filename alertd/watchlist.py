@@ -1,0 +1,595 @@
+"""Watchlist TOML → compiled topics, with a lint that reports every problem as ``PATH:LINE:COL``.
+
+The language is documented in ``docs/watchlist.md``. In short::
+
+    [sets]
+    alibaba = ["Alibaba", "AliExpress", "Taobao"]
+
+    [[topic]]
+    id = "chinese-ecommerce"
+    name = "E-commerce chinois"
+    priority = "normal"                      # or "immediate"
+    any = ["@alibaba", "Temu", { text = "JD", case = "exact" }]
+    all = [["Shein", "Temu"], ["douane*", "colis"]]   # each group must match
+    none = ["bon plan"]                      # vetoes
+    query = 'title:(@alibaba OR Temu) AND NOT "bon plan"'
+    feeds = ["tag:chine"]  exclude_feeds = []  min_score = 1
+
+Errors raise :class:`ConfigError` carrying all of them; warnings are kept on :attr:`Watchlist.warnings`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alertd.conditions import AllOf, AnyOf, Leaf, Near, Node, Not, all_terms, evaluate
+from alertd.conditions import positive_terms as _positive_terms
+from alertd.errors import ConfigError, Problem
+from alertd.normalise import elided_prefixes, tokenise
+from alertd.query import (
+    FIELDS,
+    QAnd,
+    QNear,
+    QNode,
+    QNot,
+    QOr,
+    QSet,
+    QTerm,
+    QuerySyntaxError,
+    parse_query,
+)
+from alertd.termindex import TEXT_FIELDS, Inflection, Term, TermIndex, build_index
+from alertd.tomlsource import KeyPath, TomlDocument, load
+
+PRIORITIES = ("normal", "immediate")
+_TOP_KEYS = frozenset({"topic", "sets"})
+_TOPIC_KEYS = frozenset(
+    {"id", "name", "description", "priority", "any", "all", "none", "query", "feeds",
+     "exclude_feeds", "min_score"}
+)  # fmt: skip
+_TERM_KEYS = frozenset({"text", "regex", "case", "form", "weight", "field"})
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One compiled topic: its identity, when it fires and what counts as evidence."""
+
+    id: str
+    name: str
+    priority: str = "normal"
+    condition: Node = field(default_factory=lambda: AllOf(()), repr=False)
+    veto: Node | None = field(default=None, repr=False)
+    evidence: tuple[int, ...] = field(default=(), repr=False)
+    feeds: frozenset[str] = frozenset()
+    exclude_feeds: frozenset[str] = frozenset()
+    min_score: float | None = None
+
+    def accepts_feed(self, feed_name: str, feed_tags: frozenset[str]) -> bool:
+        """Whether an item from this feed (name or any tag) is in this topic's feed scope."""
+        names = {feed_name.casefold()} | {f"tag:{tag.casefold()}" for tag in feed_tags}
+        names |= {tag.casefold() for tag in feed_tags}
+        if self.exclude_feeds & names:
+            return False
+        return not self.feeds or bool(self.feeds & names)
+
+
+@dataclass(frozen=True)
+class Watchlist:
+    """A compiled watchlist: topics in file order, the shared term index, and the lint warnings."""
+
+    path: Path
+    topics: tuple[Topic, ...]
+    warnings: tuple[Problem, ...] = ()
+    index: TermIndex = field(default_factory=lambda: build_index(()), repr=False)
+    topics_by_term: Mapping[int, tuple[int, ...]] = field(default_factory=dict, repr=False)
+    always_evaluated: tuple[int, ...] = field(default=(), repr=False)
+
+    def topic(self, topic_id: str) -> Topic | None:
+        """The topic with this id, or None."""
+        return next((t for t in self.topics if t.id == topic_id), None)
+
+
+def load_watchlist(path: Path, inflection: Inflection | None = None) -> Watchlist:
+    """Read, compile and lint the watchlist at ``path``; raise ConfigError with every error found."""
+    document = load(path)
+    try:
+        source: str | None = path.read_text(encoding="utf-8")
+    except OSError:  # pragma: no cover - load() just read it
+        source = None
+    return compile_watchlist(document, source=source, inflection=inflection)
+
+
+def compile_watchlist(
+    doc: TomlDocument, *, source: str | None = None, inflection: Inflection | None = None
+) -> Watchlist:
+    """Compile a parsed watchlist. ``source`` (the file text) lets query errors point inside the query."""
+    compiler = _Compiler(doc, source)
+    topics = compiler.compile()
+    errors = [p for p in compiler.problems if p.severity == "error"]
+    if errors:
+        raise ConfigError(errors)
+    index = build_index(compiler.terms, inflection)
+    by_term: dict[int, list[int]] = defaultdict(list)
+    always: list[int] = []
+    for position, topic in enumerate(topics):
+        ids = set(all_terms(topic.condition))
+        for term_id in sorted(ids):
+            by_term[term_id].append(position)
+        if evaluate(topic.condition, {}):
+            always.append(position)
+    warnings = tuple(p for p in compiler.problems if p.severity != "error")
+    return Watchlist(
+        doc.path,
+        tuple(topics),
+        warnings,
+        index,
+        {k: tuple(v) for k, v in by_term.items()},
+        tuple(always),
+    )
+
+
+@dataclass(frozen=True)
+class _TermSpec:
+    """A term as written, before compilation, with where it was written."""
+
+    text: str
+    where: KeyPath
+    regex: str | None = None
+    case_exact: bool = False
+    form_exact: bool = False
+    weight: float = 1.0
+    fields: frozenset[str] = TEXT_FIELDS
+    prefix: bool = False
+    set_name: str | None = None
+
+
+class _Compiler:
+    """Walks the TOML data once, collecting problems, terms and topics."""
+
+    def __init__(self, doc: TomlDocument, source: str | None) -> None:
+        self.doc = doc
+        self.source = source
+        self.problems: list[Problem] = []
+        self.terms: list[Term] = []
+        self._term_ids: dict[tuple[Any, ...], int] = {}
+        self.sets: dict[str, list[_TermSpec]] = {}
+        self._used_sets: set[str] = set()
+
+    # --- reporting ---------------------------------------------------------------------------------
+
+    def report(self, where: KeyPath, message: str, severity: str = "error") -> None:
+        line, col = self.doc.locate(where)
+        self.problems.append(Problem(self.doc.path, line, col, _key_name(where), message, severity))
+
+    def report_at(self, where: KeyPath, line: int, col: int, message: str) -> None:
+        self.problems.append(Problem(self.doc.path, line, col, _key_name(where), message))
+
+    # --- document ----------------------------------------------------------------------------------
+
+    def compile(self) -> list[Topic]:
+        data = self.doc.data
+        for key in sorted(set(data) - _TOP_KEYS):
+            self.report((key,), f"unknown key {key!r} (expected [[topic]] tables and [sets])")
+        self._compile_sets(data.get("sets", {}))
+        raw_topics = data.get("topic", [])
+        if not isinstance(raw_topics, list) or not all(isinstance(t, dict) for t in raw_topics):
+            self.report(("topic",), "topic must be an array of tables: write [[topic]]")
+            return []
+        if not raw_topics:
+            self.report(("topic",), "the watchlist has no [[topic]]", "warning")
+        topics = [self._topic(i, raw) for i, raw in enumerate(raw_topics)]
+        self._check_duplicate_ids(topics)
+        for name in sorted(set(self.sets) - self._used_sets):
+            self.report(("sets", name), f"set @{name} is never used", "warning")
+        return [t for t in topics if t is not None]
+
+    def _compile_sets(self, raw: object) -> None:
+        if not isinstance(raw, dict):
+            self.report(("sets",), "sets must be a table: write [sets]")
+            return
+        for name, members in raw.items():
+            where: KeyPath = ("sets", name)
+            if not _ID.fullmatch(name):
+                self.report(where, f"set name {name!r} must be letters, digits, '-', '_' or '.'")
+            if not isinstance(members, list):
+                self.report(where, "a set must be an array of terms")
+                continue
+            specs = [self._term_spec((*where, j), m) for j, m in enumerate(members)]
+            found = [s for s in specs if s is not None]
+            for spec in found:
+                if spec.set_name is not None:
+                    self.report(spec.where, "a set cannot refer to another set")
+            self.sets[name] = [s for s in found if s.set_name is None]
+            self._check_duplicates(self.sets[name])
+
+    def _check_duplicate_ids(self, topics: list[Topic | None]) -> None:
+        seen: dict[str, int] = {}
+        for i, topic in enumerate(topics):
+            if topic is None:
+                continue
+            if topic.id in seen:
+                line, col = self.doc.locate(("topic", seen[topic.id], "id"))
+                self.report(("topic", i, "id"), f"duplicate topic id {topic.id!r} (first at {line}:{col})")
+            else:
+                seen[topic.id] = i
+
+    # --- topics ------------------------------------------------------------------------------------
+
+    def _topic(self, index: int, raw: dict[str, Any]) -> Topic | None:
+        where: KeyPath = ("topic", index)
+        for key in sorted(set(raw) - _TOPIC_KEYS):
+            self.report((*where, key), f"unknown topic key {key!r}")
+        topic_id = self._required_string(where, raw, "id")
+        name = self._required_string(where, raw, "name")
+        if topic_id and not _ID.fullmatch(topic_id):
+            self.report((*where, "id"), "id must be letters, digits, '-', '_' or '.'")
+        priority = raw.get("priority", "normal")
+        if priority not in PRIORITIES:
+            self.report((*where, "priority"), f"priority must be one of {', '.join(PRIORITIES)}")
+        parts = self._topic_parts(where, raw)
+        if parts is None or topic_id is None or name is None:
+            return None
+        condition, veto = parts
+        evidence = tuple(dict.fromkeys(_positive_terms(condition)))
+        if evaluate(condition, {}):
+            self.report(where, "this topic matches items that contain none of its terms", "warning")
+        return Topic(
+            id=topic_id,
+            name=name,
+            priority=priority if priority in PRIORITIES else "normal",
+            condition=condition,
+            veto=veto,
+            evidence=evidence,
+            feeds=self._feed_list(where, raw, "feeds"),
+            exclude_feeds=self._feed_list(where, raw, "exclude_feeds"),
+            min_score=self._min_score(where, raw),
+        )
+
+    def _topic_parts(self, where: KeyPath, raw: dict[str, Any]) -> tuple[Node, Node | None] | None:
+        positive: list[Node] = []
+        specs: list[_TermSpec] = []
+        any_specs = self._term_list(where, raw, "any")
+        specs += any_specs
+        if any_specs:
+            positive.append(AnyOf(tuple(self._leaves(any_specs))))
+        for group in self._groups(where, raw):
+            specs += group
+            positive.append(AnyOf(tuple(self._leaves(group))))
+        if "query" in raw:
+            query_node = self._query(where, raw["query"])
+            if query_node is not None:
+                positive.append(query_node)
+        none_specs = self._term_list(where, raw, "none")
+        self._check_duplicates(specs)
+        self._check_vetoed(specs, none_specs)
+        if not positive and "query" not in raw:
+            self.report(where, "topic has nothing to match: give it any, all or query")
+            return None
+        if not positive:
+            return None
+        veto = AnyOf(tuple(self._leaves(none_specs))) if none_specs else None
+        condition = positive[0] if len(positive) == 1 else AllOf(tuple(positive))
+        return condition, veto
+
+    def _required_string(self, where: KeyPath, raw: dict[str, Any], key: str) -> str | None:
+        value = raw.get(key)
+        if value is None:
+            self.report(where, f"topic is missing {key!r}")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.report((*where, key), f"{key} must be a non-empty string")
+            return None
+        return value
+
+    def _feed_list(self, where: KeyPath, raw: dict[str, Any], key: str) -> frozenset[str]:
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.report((*where, key), f"{key} must be an array of feed names or tags")
+            return frozenset()
+        return frozenset(v.casefold() for v in value)
+
+    def _min_score(self, where: KeyPath, raw: dict[str, Any]) -> float | None:
+        value = raw.get("min_score")
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            self.report((*where, "min_score"), "min_score must be a number >= 0")
+            return None
+        return float(value)
+
+    # --- term lists --------------------------------------------------------------------------------
+
+    def _term_list(self, where: KeyPath, raw: dict[str, Any], key: str) -> list[_TermSpec]:
+        if key not in raw:
+            return []
+        value = raw[key]
+        if not isinstance(value, list):
+            self.report((*where, key), f"{key} must be an array of terms")
+            return []
+        specs = [self._term_spec((*where, key, j), item) for j, item in enumerate(value)]
+        return self._expand_sets([s for s in specs if s is not None])
+
+    def _groups(self, where: KeyPath, raw: dict[str, Any]) -> list[list[_TermSpec]]:
+        if "all" not in raw:
+            return []
+        value = raw["all"]
+        if not isinstance(value, list) or not all(isinstance(g, list) for g in value):
+            self.report((*where, "all"), "all must be an array of arrays: all = [[a, b], [c]]")
+            return []
+        groups = []
+        for g, group in enumerate(value):
+            specs = [self._term_spec((*where, "all", g, j), t) for j, t in enumerate(group)]
+            expanded = self._expand_sets([s for s in specs if s is not None])
+            if not group:
+                self.report((*where, "all", g), "empty group: it can never match")
+            groups.append(expanded)
+        return [g for g in groups if g]
+
+    def _expand_sets(self, specs: Iterable[_TermSpec]) -> list[_TermSpec]:
+        out: list[_TermSpec] = []
+        for spec in specs:
+            if spec.set_name is None:
+                out.append(spec)
+                continue
+            members = self._set_members(spec.where, spec.set_name)
+            out += [_with_scope(m, spec.fields, spec.where) for m in members]
+        return out
+
+    def _set_members(self, where: KeyPath, name: str) -> list[_TermSpec]:
+        if name not in self.sets:
+            known = ", ".join(f"@{n}" for n in sorted(self.sets)) or "none defined"
+            self.report(where, f"unknown set @{name} (known: {known})")
+            return []
+        self._used_sets.add(name)
+        return self.sets[name]
+
+    def _leaves(self, specs: Iterable[_TermSpec]) -> list[Node]:
+        return [Leaf(self._term_id(spec)) for spec in specs]
+
+    def _term_id(self, spec: _TermSpec) -> int:
+        words = tuple(tokenise(spec.text).words) if spec.regex is None else ()
+        key = (words, spec.regex, spec.case_exact, spec.form_exact, spec.weight, spec.fields,
+               spec.prefix, spec.text if spec.case_exact else "")  # fmt: skip
+        found = self._term_ids.get(key)
+        if found is None:
+            found = len(self.terms)
+            self._term_ids[key] = found
+            regex = re.compile(spec.regex) if spec.regex is not None else None
+            display = spec.text + ("*" if spec.prefix else "") if spec.regex is None else spec.regex
+            self.terms.append(
+                Term(found, display, words, spec.fields, spec.case_exact, spec.form_exact,
+                     spec.prefix, regex, spec.weight)  # fmt: skip
+            )
+        return found
+
+    def _check_duplicates(self, specs: list[_TermSpec]) -> None:
+        seen: dict[tuple[Any, ...], _TermSpec] = {}
+        for spec in specs:
+            key = _spec_key(spec)
+            if key in seen and spec.where != seen[key].where:
+                line, col = self.doc.locate(seen[key].where)
+                self.report(
+                    spec.where, f"duplicate term {spec.text!r} (already at {line}:{col})", "warning"
+                )
+            seen.setdefault(key, spec)
+
+    def _check_vetoed(self, positive: list[_TermSpec], vetoes: list[_TermSpec]) -> None:
+        vetoed = {_spec_key(v) for v in vetoes}
+        for spec in positive:
+            if _spec_key(spec) in vetoed:
+                self.report(
+                    spec.where, f"{spec.text!r} is also in none: it can only veto", "warning"
+                )
+
+    # --- one term ----------------------------------------------------------------------------------
+
+    def _term_spec(self, where: KeyPath, value: object) -> _TermSpec | None:
+        if isinstance(value, str):
+            return self._string_term(where, value)
+        if isinstance(value, dict):
+            return self._table_term(where, value)
+        self.report(where, "a term must be a string or an inline table { text = ... }")
+        return None
+
+    def _string_term(self, where: KeyPath, text: str, **options: Any) -> _TermSpec | None:
+        if text.startswith("@"):
+            return _TermSpec(text, where, set_name=text[1:], **options)
+        prefix = text.endswith("*")
+        spec = _TermSpec(text.rstrip("*"), where, prefix=prefix, **options)
+        return spec if self._lint_text(spec, text) else None
+
+    def _table_term(self, where: KeyPath, table: dict[str, Any]) -> _TermSpec | None:
+        for key in sorted(set(table) - _TERM_KEYS):
+            self.report((*where, key), f"unknown term key {key!r} (expected {', '.join(sorted(_TERM_KEYS))})")
+        options = self._term_options(where, table)
+        if options is None:
+            return None
+        has_text, has_regex = "text" in table, "regex" in table
+        if has_text == has_regex:
+            self.report(where, "a term table needs exactly one of text or regex")
+            return None
+        if has_regex:
+            return self._regex_term(where, table["regex"], options)
+        if not isinstance(table["text"], str):
+            self.report((*where, "text"), "text must be a string")
+            return None
+        return self._string_term(where, table["text"], **options)
+
+    def _term_options(self, where: KeyPath, table: dict[str, Any]) -> dict[str, Any] | None:
+        ok = True
+        case, form = table.get("case", "fold"), table.get("form", "inflect")
+        if case not in ("fold", "exact"):
+            self.report((*where, "case"), 'case must be "exact" or "fold"')
+            ok = False
+        if form not in ("inflect", "exact"):
+            self.report((*where, "form"), 'form must be "exact" or "inflect"')
+            ok = False
+        weight = table.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+            self.report((*where, "weight"), "weight must be a number > 0")
+            ok = False
+        scope = table.get("field")
+        if scope is not None and scope not in FIELDS:
+            self.report((*where, "field"), f"field must be one of {', '.join(FIELDS)}")
+            ok = False
+        if not ok:
+            return None
+        fields = frozenset((scope,)) if scope else TEXT_FIELDS
+        return {"case_exact": case == "exact", "form_exact": form == "exact",
+                "weight": float(weight), "fields": fields}  # fmt: skip
+
+    def _regex_term(self, where: KeyPath, pattern: object, options: dict[str, Any]) -> _TermSpec | None:
+        if not isinstance(pattern, str):
+            self.report((*where, "regex"), "regex must be a string")
+            return None
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            self.report((*where, "regex"), f"invalid regex {pattern!r}: {exc}")
+            return None
+        if compiled.search("") is not None:
+            self.report((*where, "regex"), f"regex {pattern!r} matches the empty string")
+            return None
+        if options["case_exact"]:
+            self.report((*where, "case"), 'regex terms run on normalised text: case = "exact" cannot apply')
+            return None
+        literal = re.sub(r"\\.|\[[^\]]*\]|\(\?[A-Za-z]+\)", "", pattern)
+        if any(ch.isupper() or (ch.isalpha() and not ch.isascii()) for ch in literal):
+            self.report(
+                (*where, "regex"),
+                "regex runs on normalised text (lower case, no accents): upper-case or accented "
+                "letters in it can never match",
+                "warning",
+            )
+        return _TermSpec(pattern, where, regex=pattern, **options)
+
+    def _lint_text(self, spec: _TermSpec, written: str) -> bool:
+        words = tokenise(spec.text).words
+        if not written.strip() or not words:
+            what = "empty term" if not written.strip() else f"term {written!r} has no letters or digits"
+            self.report(spec.where, f"{what}: it can never match")
+            return False
+        elided = elided_prefixes(spec.text)
+        if elided:
+            self.report(
+                spec.where,
+                f"French elision drops {', '.join(repr(e) for e in elided)}: "
+                f"{written!r} matches as {' '.join(words)!r}",
+                "warning",
+            )
+        if len("".join(words)) <= 2 and not spec.case_exact:
+            self.report(
+                spec.where,
+                f'short term {written!r} matches any case; add case = "exact" for an acronym',
+                "warning",
+            )
+        return True
+
+    # --- queries -----------------------------------------------------------------------------------
+
+    def _query(self, where: KeyPath, query: object) -> Node | None:
+        key: KeyPath = (*where, "query")
+        if not isinstance(query, str):
+            self.report(key, "query must be a string")
+            return None
+        try:
+            tree = parse_query(query)
+        except QuerySyntaxError as exc:
+            line, col = self._position_in_value(key, exc.offset)
+            self.report_at(key, line, col, f"invalid query: {exc.message}")
+            return None
+        return self._query_node(key, query, tree)
+
+    def _query_node(self, key: KeyPath, query: str, node: QNode) -> Node | None:
+        if isinstance(node, QTerm | QSet):
+            leaves = self._query_leaves(key, query, node)
+            return None if not leaves else leaves[0] if len(leaves) == 1 else AnyOf(tuple(leaves))
+        if isinstance(node, QAnd | QOr):
+            children = [self._query_node(key, query, c) for c in node.children]
+            if any(c is None for c in children):
+                return None
+            kept = tuple(c for c in children if c is not None)
+            return AllOf(kept) if isinstance(node, QAnd) else AnyOf(kept)
+        if isinstance(node, QNot):
+            child = self._query_node(key, query, node.child)
+            return None if child is None else Not(child)
+        return self._near_node(key, query, node)
+
+    def _near_node(self, key: KeyPath, query: str, node: QNear) -> Node | None:
+        sides = [self._near_side(key, query, side) for side in (node.left, node.right)]
+        if not sides[0] or not sides[1]:
+            return None
+        return Near(tuple(sides[0]), tuple(sides[1]), node.distance)
+
+    def _near_side(self, key: KeyPath, query: str, node: QNode) -> list[int]:
+        atoms = node.children if isinstance(node, QOr) else (node,)
+        ids: list[int] = []
+        for atom in atoms:
+            assert isinstance(atom, QTerm | QSet)
+            ids += [leaf.term_id for leaf in self._query_leaves(key, query, atom)]
+        return ids
+
+    def _query_leaves(self, key: KeyPath, query: str, atom: QTerm | QSet) -> list[Leaf]:
+        fields = frozenset((atom.field,)) if atom.field else TEXT_FIELDS
+        if isinstance(atom, QSet):
+            if atom.name not in self.sets:
+                line, col = self._position_in_value(key, atom.offset)
+                known = ", ".join(f"@{n}" for n in sorted(self.sets)) or "none defined"
+                self.report_at(key, line, col, f"unknown set @{atom.name} (known: {known})")
+                return []
+            members = self._set_members(key, atom.name)
+            return [Leaf(self._term_id(_with_scope(m, fields, key))) for m in members]
+        if not tokenise(atom.text).words:
+            line, col = self._position_in_value(key, atom.offset)
+            self.report_at(key, line, col, f"term {atom.text!r} has no letters or digits")
+            return []
+        return [Leaf(self._term_id(_TermSpec(atom.text, key, fields=fields, prefix=atom.prefix)))]
+
+    def _position_in_value(self, key: KeyPath, offset: int) -> tuple[int, int]:
+        """Line and column of character ``offset`` inside the string value of ``key``."""
+        line, col = self.doc.locate(key)
+        if self.source is None:
+            return line, col
+        start = _value_start(self.source, line, col)
+        if start is None:
+            return line, col
+        absolute = start + offset
+        before = self.source[:absolute]
+        return before.count("\n") + 1, absolute - (before.rfind("\n") + 1) + 1
+
+
+def _value_start(source: str, line: int, col: int) -> int | None:
+    """Offset of the first character of the string value whose key is at ``line:col``."""
+    line_start = 0
+    for _ in range(line - 1):
+        line_start = source.index("\n", line_start) + 1
+    equals = source.find("=", line_start + col - 1)
+    if equals < 0:
+        return None
+    found = re.compile(r"\s*(\"\"\"|'''|\"|')(\r?\n)?").match(source, equals + 1)
+    return found.end() if found else None
+
+
+def _with_scope(spec: _TermSpec, fields: frozenset[str], where: KeyPath) -> _TermSpec:
+    """A set member used from ``where``, narrowed to the fields of the reference."""
+    narrowed = spec.fields & fields or fields
+    return _TermSpec(spec.text, where, spec.regex, spec.case_exact, spec.form_exact, spec.weight,
+                     narrowed, spec.prefix)  # fmt: skip
+
+
+def _spec_key(spec: _TermSpec) -> tuple[Any, ...]:
+    words = tuple(tokenise(spec.text).words)
+    return (words, spec.regex, spec.case_exact, spec.form_exact, spec.fields, spec.prefix)
+
+
+def _key_name(where: KeyPath) -> str:
+    out = ""
+    for part in where:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
