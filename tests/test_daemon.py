@@ -1,0 +1,106 @@
+"""``alertd run`` as a real process: it polls, delivers, reloads on SIGHUP and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.feedserver import FeedServer, make_rss
+
+WATCHLIST = """
+[[topic]]
+id = "chinese-ecommerce"
+name = "E-commerce chinois"
+any = ["Alibaba", "Temu"]
+"""
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def start_daemon(tmp_path: Path, feed_url: str) -> tuple[subprocess.Popen[str], Path]:
+    (tmp_path / "watchlist.toml").write_text(WATCHLIST, encoding="utf-8")
+    config = tmp_path / "alertd.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            [poll]
+            first_poll = "alert"
+            interval = "1h"
+            [[feed]]
+            name = "BFM"
+            url = "{feed_url}"
+            [[subscriber]]
+            email = "reader@example.org"
+            schedule = "immediate"
+            """
+        ),
+        encoding="utf-8",
+    )
+    log = tmp_path / "daemon.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "alertd", "run", "-c", str(config)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    return process, log
+
+
+def test_daemon_delivers_then_stops_cleanly_on_sigterm(tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.route(
+        "/feed.xml", make_rss([{"title": "Alibaba ouvre un bureau à Paris", "link": "https://example.org/a"}])
+    )
+    process, log = start_daemon(tmp_path, feed_server.url("/feed.xml"))
+    try:
+        maildir = tmp_path / "var/mail/new"
+        assert wait_for(lambda: maildir.is_dir() and any(maildir.iterdir())), log.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert 0 == process.wait(timeout=30), log.read_text()
+    finally:
+        process.kill()
+    output = log.read_text()
+    assert "received SIGTERM" in output
+    assert "alertd stopped" in output
+    assert 1 == len(list(maildir.iterdir()))
+
+
+def test_sighup_keeps_the_last_good_watchlist_until_a_valid_one_arrives(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.route("/feed.xml", make_rss([]))
+    process, log = start_daemon(tmp_path, feed_server.url("/feed.xml"))
+    try:
+        assert wait_for(lambda: "alertd started" in log.read_text()), log.read_text()
+        (tmp_path / "watchlist.toml").write_text(
+            '[[topic]]\nid = "x"\nname = "X"\nany = [\n', encoding="utf-8"
+        )
+        process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "reload failed, keeping the previous configuration" in log.read_text()), (
+            log.read_text()
+        )
+        assert f"{tmp_path / 'watchlist.toml'}:" in log.read_text()
+        assert process.poll() is None, "an invalid reload must not stop the daemon"
+
+        (tmp_path / "watchlist.toml").write_text(
+            WATCHLIST.replace('"Temu"]', '"Temu", "Shein"]'), encoding="utf-8"
+        )
+        process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "configuration reloaded" in log.read_text()), log.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert 0 == process.wait(timeout=30)
+    finally:
+        process.kill()

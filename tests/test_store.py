@@ -1,0 +1,154 @@
+"""The state database: migrations, one-transaction steps, pending matches and the outbox."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from alertd.errors import StoreError
+from alertd.models import Item, Match, Span
+from alertd.store import MIGRATIONS, PollOutcome, Store
+
+NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
+
+
+def item(key: str, story: str | None = None, feed: str = "https://feeds.test/a.xml") -> Item:
+    return Item(
+        key=key,
+        feed_url=feed,
+        feed_name="A",
+        title=f"Title {key}",
+        summary_text="summary",
+        summary_html="<p>summary</p>",
+        link=f"https://news.test/{story or key}",
+        story_key=story or key,
+    )
+
+
+def poll(store: Store, items: list[Item], topic: str = "t", feed: str = "https://feeds.test/a.xml") -> None:
+    store.feed_state(feed, "A")
+    matches = [(i.key, Match(topic, ("Alibaba",), (Span("title", 0, 7, "Alibaba"),), 2.0)) for i in items]
+    store.record_poll(
+        PollOutcome(feed, '"e1"', None, "h", items, [], matches, NOW + timedelta(minutes=15)), NOW
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    with Store.open(tmp_path / "state.sqlite3") as opened:
+        yield opened
+
+
+def test_new_database_is_migrated_to_the_latest_version(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.sqlite3") as store:
+        assert "ok" == store.integrity_check()
+    db = sqlite3.connect(tmp_path / "s.sqlite3")
+    assert (len(MIGRATIONS),) == db.execute("PRAGMA user_version").fetchone()
+    assert ("wal",) == db.execute("PRAGMA journal_mode").fetchone()
+
+
+def test_a_database_from_a_newer_alertd_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    sqlite3.connect(path).execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreError, match="newer than this alertd"):
+        Store.open(path)
+
+
+def test_poll_commits_items_matches_and_http_state_together(store: Store) -> None:
+    poll(store, [item("1"), item("2")])
+    state = store.feed_state("https://feeds.test/a.xml", "A")
+    assert ('"e1"', True, 0) == (state.etag, state.seeded, state.consecutive_failures)
+    assert {"1", "2"} == store.known_keys(["1", "2", "3"])
+    assert {"items": 2, "matches": 2} == {
+        k: v for k, v in store.counts().items() if k in ("items", "matches")
+    }
+
+
+def test_a_failed_step_rolls_back_entirely(store: Store) -> None:
+    store.feed_state("https://feeds.test/a.xml", "A")
+    bad = Match("t", ("x",))
+    with pytest.raises(sqlite3.IntegrityError):
+        # The match references an item that is not in the same poll: the foreign key fails the whole step.
+        store.record_poll(
+            PollOutcome(
+                "https://feeds.test/a.xml", None, None, "h", [item("1")], [], [("missing", bad)], None
+            ),
+            NOW,
+        )
+    assert set() == store.known_keys(["1"])
+
+
+def test_pending_matches_exclude_delivered_ones_and_repeats_of_a_delivered_story(store: Store) -> None:
+    store.subscriber_state("me@example.org", NOW - timedelta(hours=1))
+    poll(store, [item("1", story="s1"), item("2", story="s2")])
+    pending = store.pending_matches("me@example.org", ["t"], NOW - timedelta(hours=1))
+    assert ["1", "2"] == [m.item.key for m in pending]
+    assert (Span("title", 0, 7, "Alibaba"),) == pending[0].match.spans
+
+    outbox_id = store.enqueue_digest("me@example.org", "<d1@alertd>", b"message", pending, NOW)
+    assert outbox_id is not None
+    assert [] == store.pending_matches("me@example.org", ["t"], NOW - timedelta(hours=1))
+
+    # The same story (s1) later arrives from another feed: already delivered, not pending again.
+    poll(
+        store,
+        [
+            item("3", story="s1", feed="https://feeds.test/b.xml"),
+            item("4", story="s4", feed="https://feeds.test/b.xml"),
+        ],
+        feed="https://feeds.test/b.xml",
+    )
+    assert ["4"] == [
+        m.item.key for m in store.pending_matches("me@example.org", ["t"], NOW - timedelta(hours=1))
+    ]
+
+
+def test_a_new_subscriber_gets_no_history(store: Store) -> None:
+    poll(store, [item("1")])
+    since, _ = store.subscriber_state("late@example.org", NOW + timedelta(minutes=1))
+    assert [] == store.pending_matches("late@example.org", ["t"], since)
+
+
+def test_the_same_digest_is_never_queued_twice(store: Store) -> None:
+    store.subscriber_state("me@example.org", NOW - timedelta(hours=1))
+    poll(store, [item("1")])
+    pending = store.pending_matches("me@example.org", ["t"], NOW - timedelta(hours=1))
+    assert store.enqueue_digest("me@example.org", "<d1@alertd>", b"m", pending, NOW) is not None
+    assert store.enqueue_digest("me@example.org", "<d1@alertd>", b"m", pending, NOW) is None
+    assert 1 == store.counts()["outbox"]
+
+
+def test_outbox_lifecycle_retry_then_sent(store: Store) -> None:
+    store.subscriber_state("me@example.org", NOW)
+    outbox_id = store.enqueue_digest("me@example.org", "<d1@alertd>", b"m", [], NOW)
+    assert outbox_id is not None
+    assert [outbox_id] == [m.id for m in store.due_outbox(NOW)]
+    store.mark_retry(outbox_id, "451 try later", NOW + timedelta(minutes=1))
+    assert [] == store.due_outbox(NOW)
+    retried = store.due_outbox(NOW + timedelta(minutes=1))
+    assert [(1, "451 try later")] == [(m.attempts, m.last_error) for m in retried]
+    store.mark_sent(outbox_id, NOW + timedelta(minutes=1))
+    assert [] == store.due_outbox(NOW + timedelta(days=1))
+    assert [] == store.outbox()
+
+
+def test_failures_count_up_and_a_success_resets_them(store: Store) -> None:
+    url = "https://feeds.test/a.xml"
+    store.feed_state(url, "A")
+    store.record_failure(url, "timeout", "read timed out", NOW, NOW + timedelta(minutes=15))
+    store.record_failure(url, "http_5xx", "HTTP 503", NOW, NOW + timedelta(minutes=30))
+    state = store.feed_state(url, "A")
+    assert (2, "http_5xx", False) == (state.consecutive_failures, state.last_error_class, state.gone)
+    store.record_not_modified(url, NOW, None)
+    assert 0 == store.feed_state(url, "A").consecutive_failures
+    store.record_failure(url, "gone", "HTTP 410", NOW, None)
+    assert store.feed_state(url, "A").gone
+
+
+def test_readonly_open_does_not_create_anything(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        Store.open(tmp_path / "absent.sqlite3", readonly=True)
+    assert not (tmp_path / "absent.sqlite3").exists()
