@@ -62,7 +62,11 @@ def _build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default: info"
     )
-    parser.set_defaults(handler=lambda _args: parser.print_help() or EXIT_USAGE, log_level="info")
+    def usage(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return EXIT_USAGE
+
+    parser.set_defaults(handler=usage, log_level="info")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run = commands.add_parser("run", parents=[common], help="run the daemon in the foreground")

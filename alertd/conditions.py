@@ -18,6 +18,13 @@ class Leaf:
 
 
 @dataclass(frozen=True, slots=True)
+class AnyTerm:
+    """True when any of these terms fired (a whole term set checked in one set operation)."""
+
+    term_ids: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
 class AllOf:
     children: tuple[Node, ...]
 
@@ -36,16 +43,31 @@ class Not:
 class Near:
     """A hit of a left term and a hit of a right term in the same field, at most ``distance`` words apart."""
 
-    left: tuple[int, ...]
-    right: tuple[int, ...]
+    left: frozenset[int]
+    right: frozenset[int]
     distance: int
 
 
-Node = Leaf | AllOf | AnyOf | Not | Near
+Node = Leaf | AnyTerm | AllOf | AnyOf | Not | Near
+
+
+def any_of(children: list[Node]) -> Node:
+    """An OR node; plain terms are merged into one :class:`AnyTerm`."""
+    leaves = frozenset(c.term_id for c in children if isinstance(c, Leaf))
+    others = [c for c in children if not isinstance(c, Leaf)]
+    for child in others[:]:
+        if isinstance(child, AnyTerm):
+            leaves |= child.term_ids
+            others.remove(child)
+    merged: list[Node] = [AnyTerm(leaves)] if leaves else []
+    merged += others
+    return merged[0] if len(merged) == 1 else AnyOf(tuple(merged))
 
 
 def evaluate(node: Node, hits: Hits) -> bool:
     """Whether ``node`` holds for an item whose terms fired as in ``hits``."""
+    if isinstance(node, AnyTerm):
+        return not node.term_ids.isdisjoint(hits)
     if isinstance(node, Leaf):
         return node.term_id in hits
     if isinstance(node, AllOf):
@@ -58,40 +80,80 @@ def evaluate(node: Node, hits: Hits) -> bool:
 
 
 def _near(node: Near, hits: Hits) -> bool:
-    lefts = [h for t in node.left for h in hits.get(t, ())]
-    rights = [h for t in node.right for h in hits.get(t, ())]
-    for a in lefts:
-        for b in rights:
+    return bool(_near_pairs(node, hits, first_only=True))
+
+
+def _near_pairs(node: Near, hits: Hits, first_only: bool = False) -> list[tuple[int, int]]:
+    """(left term, right term) pairs whose hits are close enough; iterates the item's few hits."""
+    lefts = [(t, h) for t in node.left.intersection(hits) for h in hits[t]]
+    if not lefts:
+        return []
+    rights = [(t, h) for t in node.right.intersection(hits) for h in hits[t]]
+    pairs = []
+    for left, a in lefts:
+        for right, b in rights:
             if a.field == b.field and _words_between(a, b) <= node.distance:
-                return True
-    return False
+                pairs.append((left, right))
+                if first_only:
+                    return pairs
+    return pairs
 
 
 def _words_between(a: Hit, b: Hit) -> int:
     return max(b.first - a.last, a.first - b.last, 0)
 
 
+def evidence(node: Node, hits: Hits) -> list[int] | None:
+    """The terms that make ``node`` true for these hits (None when it is false).
+
+    Only the branches that hold contribute: in ``a OR (b AND c)`` with ``a`` and ``b`` present, the evidence
+    is ``a``. Negated terms never count as evidence.
+    """
+    if isinstance(node, Leaf):
+        return [node.term_id] if node.term_id in hits else None
+    if isinstance(node, AnyTerm):
+        fired = sorted(node.term_ids.intersection(hits))
+        return fired or None
+    if isinstance(node, AllOf):
+        found: list[int] = []
+        for child in node.children:
+            part = evidence(child, hits)
+            if part is None:
+                return None
+            found += part
+        return found
+    if isinstance(node, AnyOf):
+        parts = [p for p in (evidence(child, hits) for child in node.children) if p is not None]
+        return [t for p in parts for t in p] if parts else None
+    if isinstance(node, Not):
+        return [] if not evaluate(node.child, hits) else None
+    return _near_evidence(node, hits)
+
+
+def _near_evidence(node: Near, hits: Hits) -> list[int] | None:
+    found = [term for pair in _near_pairs(node, hits) for term in pair]
+    return list(dict.fromkeys(found)) or None
+
+
 def positive_terms(node: Node) -> Iterator[int]:
     """Term ids that count as evidence for a match: every term not under a NOT."""
     if isinstance(node, Leaf):
         yield node.term_id
+    elif isinstance(node, AnyTerm):
+        yield from sorted(node.term_ids)
     elif isinstance(node, AllOf | AnyOf):
         for child in node.children:
             yield from positive_terms(child)
     elif isinstance(node, Near):
-        yield from node.left
-        yield from node.right
+        yield from sorted(node.left | node.right)
 
 
 def all_terms(node: Node) -> Iterator[int]:
     """Every term id in ``node``, negated or not."""
-    if isinstance(node, Leaf):
-        yield node.term_id
+    if isinstance(node, Not):
+        yield from all_terms(node.child)
     elif isinstance(node, AllOf | AnyOf):
         for child in node.children:
             yield from all_terms(child)
-    elif isinstance(node, Not):
-        yield from all_terms(node.child)
     else:
-        yield from node.left
-        yield from node.right
+        yield from positive_terms(node)

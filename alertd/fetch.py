@@ -39,7 +39,7 @@ import httpcore
 import httpx
 
 from alertd import __version__
-from alertd.errors import ConfigError
+from alertd.errors import ConfigError, FetchError
 from alertd.models import FetchResult, FetchStatus
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -179,18 +179,10 @@ async def fetch_feed(
             _fetch(client, url, etag=etag, last_modified=last_modified, policy=policy),
             timeout=policy.deadline,
         )
-    except (_FetchFailure, httpx.HTTPError, httpx.InvalidURL, OSError, asyncio.TimeoutError) as exc:
+    except (FetchError, httpx.HTTPError, httpx.InvalidURL, OSError, asyncio.TimeoutError) as exc:
         error_class, message = _classify(exc, policy)
         result = FetchResult(url=url, status=FetchStatus.ERROR, error_class=error_class, error=message)
     return dataclasses.replace(result, elapsed=time.monotonic() - started)
-
-
-class _FetchFailure(Exception):
-    """A failure already named with its error class."""
-
-    def __init__(self, error_class: str, message: str) -> None:
-        self.error_class = error_class
-        super().__init__(message)
 
 
 async def _fetch(
@@ -221,7 +213,7 @@ async def _fetch(
                 await response.aclose()
             redirect_statuses.append(response.status_code)
             current = _next_hop(current, location)
-        raise _FetchFailure("too_many_redirects", f"more than {policy.max_redirects} redirects")
+        raise FetchError(url, "too_many_redirects", f"more than {policy.max_redirects} redirects")
     finally:
         _checked_addresses.reset(token)
 
@@ -240,9 +232,9 @@ def _checked_url(url: str) -> httpx.URL:
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
-        raise _FetchFailure("invalid_url", f"invalid URL {url!r}: {exc}") from exc
+        raise FetchError(url, "invalid_url", f"not a valid URL: {exc}") from exc
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise _FetchFailure("invalid_url", f"not an absolute http(s) URL: {url!r}")
+        raise FetchError(url, "invalid_url", "not an absolute http(s) URL")
     return parsed.copy_with(fragment=None)
 
 
@@ -250,9 +242,9 @@ def _next_hop(current: httpx.URL, location: str) -> httpx.URL:
     try:
         target = _checked_url(str(current.join(location)))
     except httpx.InvalidURL as exc:
-        raise _FetchFailure("invalid_url", f"invalid redirect target {location!r}") from exc
+        raise FetchError(str(current), "invalid_url", f"invalid redirect target {location!r}") from exc
     if current.scheme == "https" and target.scheme == "http":
-        raise _FetchFailure("redirect_downgrade", f"refused redirect from https to {target}")
+        raise FetchError(str(current), "redirect_downgrade", f"refused redirect to {target}")
     return target
 
 
@@ -297,7 +289,7 @@ async def _resolve_checked(
     for text in addresses:
         address = _as_ip(text)
         if address is None or not _may_connect(address, policy.allow_private):
-            raise _FetchFailure("ssrf_blocked", f"{host} resolves to non-public address {text}")
+            raise FetchError(host, "ssrf_blocked", f"resolves to non-public address {text}")
     return addresses
 
 
@@ -307,9 +299,9 @@ async def _resolve(host: str, port: int, resolver: Resolver | None) -> tuple[str
     try:
         addresses = tuple(await (resolver or _system_resolve)(host, port))
     except OSError as exc:
-        raise _FetchFailure("dns_error", f"cannot resolve {host}: {exc}") from exc
+        raise FetchError(host, "dns_error", f"cannot resolve: {exc}") from exc
     if not addresses:
-        raise _FetchFailure("dns_error", f"{host} resolves to no address")
+        raise FetchError(host, "dns_error", "resolves to no address")
     return addresses
 
 
@@ -367,7 +359,7 @@ def _error_class_of_status(status: int) -> str:
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:
     """Stream the body, decoding it ourselves so the cap applies to decoded bytes as they are produced."""
-    body = _CappedBody(response.headers.get("content-encoding", ""), limit)
+    body = _CappedBody(str(response.request.url), response.headers.get("content-encoding", ""), limit)
     async for chunk in response.aiter_raw():
         body.feed(chunk)
     return body.finish()
@@ -376,11 +368,12 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
 class _CappedBody:
     """Accumulate a (possibly gzip / deflate encoded) body; raise too_large as soon as decoded bytes exceed."""
 
-    def __init__(self, content_encoding: str, limit: int) -> None:
+    def __init__(self, url: str, content_encoding: str, limit: int) -> None:
+        self._url = url
         codings = [c.strip().lower() for c in content_encoding.split(",")]
         codings = [c for c in codings if c and c != "identity"]
         if len(codings) > 1 or (codings and codings[0] not in _ZLIB_WBITS):
-            raise _FetchFailure("protocol_error", f"unsupported Content-Encoding {content_encoding!r}")
+            raise FetchError(url, "protocol_error", f"unsupported Content-Encoding {content_encoding!r}")
         self._wbits = _ZLIB_WBITS[codings[0]] if codings else None
         self._decompressor = zlib.decompressobj(self._wbits) if self._wbits is not None else None
         self._started = False
@@ -408,7 +401,7 @@ class _CappedBody:
             out = self._decompressor.decompress(data, max_length)
         except zlib.error as exc:
             if self._started or self._wbits != zlib.MAX_WBITS:
-                raise _FetchFailure("protocol_error", f"corrupt compressed body: {exc}") from exc
+                raise FetchError(self._url, "protocol_error", f"corrupt compressed body: {exc}") from exc
             # "deflate" is sent both zlib-wrapped (per the RFC) and raw (by many servers).
             self._wbits = -zlib.MAX_WBITS
             self._decompressor = zlib.decompressobj(self._wbits)
@@ -419,13 +412,13 @@ class _CappedBody:
     def _append(self, data: bytes) -> None:
         self._size += len(data)
         if self._size > self._limit:
-            raise _FetchFailure("too_large", f"body exceeds {self._limit} decoded bytes")
+            raise FetchError(self._url, "too_large", f"body exceeds {self._limit} decoded bytes")
         self._parts.append(data)
 
 
 def _classify(exc: BaseException, policy: FetchPolicy) -> tuple[str, str]:
     """A stable error class and a message for an exception raised while fetching."""
-    if isinstance(exc, _FetchFailure):
+    if isinstance(exc, FetchError):
         return exc.error_class, str(exc)
     if isinstance(exc, asyncio.TimeoutError | httpx.TimeoutException):
         return "timeout", f"no complete response within the deadline ({policy.deadline} s): {exc!r}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from alertd.conditions import evaluate
+from alertd.conditions import evaluate, evidence
 from alertd.models import Match, Span
 from alertd.normalise import normalise
 from alertd.termindex import Hit
@@ -58,25 +58,29 @@ def _match_topic(
     feed_name: str,
     feed_tags: frozenset[str],
 ) -> Match | None:
-    if not topic.accepts_feed(feed_name, feed_tags) or not evaluate(topic.condition, hits):
+    if not topic.accepts_feed(feed_name, feed_tags):
+        return None
+    if not evaluate(topic.condition, hits):
         return None
     if topic.veto is not None and evaluate(topic.veto, hits):
         return None
-    fired = [term_id for term_id in topic.evidence if term_id in hits]
+    fired = evidence(topic.condition, hits) or []
+    fired = list(dict.fromkeys(fired))
     terms = [watchlist.index.terms[term_id] for term_id in fired]
     score = sum(term.weight for term in terms)
     if topic.min_score is not None and score < topic.min_score:
         return None
     spans = _spans((term.text, hits[term.id]) for term in terms)
-    return Match(topic.id, tuple(dict.fromkeys(t.text for t in terms)), spans, score)
+    shown = tuple(dict.fromkeys(span.term for span in spans))
+    return Match(topic.id, shown, spans, score)
 
 
-def _spans(evidence: Iterable[tuple[str, Sequence[Hit]]]) -> tuple[Span, ...]:
-    seen: dict[tuple[str, int, int, str], Span] = {}
-    for text, found in evidence:
+def _spans(found_terms: Iterable[tuple[str, Sequence[Hit]]]) -> tuple[Span, ...]:
+    """One span per place: when several terms fired on the same words, the first one names it."""
+    seen: dict[tuple[str, int, int], Span] = {}
+    for text, found in found_terms:
         for hit in found:
-            span = Span(hit.field, hit.start, hit.end, text)
-            seen.setdefault((span.field, span.start, span.end, text), span)
+            seen.setdefault((hit.field, hit.start, hit.end), Span(hit.field, hit.start, hit.end, text))
     order = {"title": 0, "summary": 1, "link": 2}
     return tuple(sorted(seen.values(), key=lambda s: (order.get(s.field, 3), s.start, s.end)))
 

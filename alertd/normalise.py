@@ -19,16 +19,22 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Container
 
 ELISIONS = ("l", "d", "j", "m", "n", "s", "t", "c", "qu", "jusqu", "lorsqu", "puisqu", "quoiqu")
 APOSTROPHES = "'’ʼ‘`´′"
-HYPHENS = "-‐‑‒–"
+HYPHENS = "-‐‑"
 
 _WORD = r"[^\W_](?:[^\W_]|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff])*"
 _ELISION = r"(?:\b(?:" + "|".join(sorted(ELISIONS, key=len, reverse=True)) + r")[" + APOSTROPHES + r"])"
 _TOKEN = re.compile(f"{_ELISION}?({_WORD})", re.IGNORECASE)
 _PLAIN_WORD = re.compile(_WORD)
+# What separates two words of one phrase: spaces, hyphens, apostrophes or one joining mark (JD.com, R&D);
+# anything else (a comma, a colon, a full stop and a space, a spaced dash) ends the phrase.
+_PHRASE_GAP = re.compile(
+    r"\s*" + _ELISION + r"?|\s*&\s*|[" + re.escape(HYPHENS + APOSTROPHES + ".&/+") + "]",
+    re.IGNORECASE,
+)
 
 # Letters that NFKD does not decompose but a reader treats as two letters or an accented letter.
 _SPELLED_OUT = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "ł": "l"})
@@ -37,26 +43,83 @@ _fold_cache: dict[str, str] = {}
 _cased_cache: dict[str, str] = {}
 
 
-@dataclass(frozen=True, slots=True)
 class Tokens:
-    """The words of one text: folded forms and their ``[start, end)`` ranges in the original text."""
+    """The words of one text: folded forms, and their ``[start, end)`` ranges in the original text.
 
-    text: str
-    words: tuple[str, ...]
-    starts: tuple[int, ...]
-    ends: tuple[int, ...]
+    Ranges are found lazily: most texts share no word with the watchlist and never need them.
+    """
+
+    __slots__ = ("_ends", "_spaced", "_starts", "text", "words")
+
+    def __init__(
+        self,
+        text: str,
+        words: tuple[str, ...],
+        spaced: str | None = None,
+        starts: tuple[int, ...] = (),
+        ends: tuple[int, ...] = (),
+    ) -> None:
+        self.text = text
+        self.words = words
+        self._spaced = spaced  # the fast path's same-length folded copy of text (see tokenise)
+        self._starts = starts
+        self._ends = ends
 
     def __len__(self) -> int:
         return len(self.words)
+
+    @property
+    def starts(self) -> tuple[int, ...]:
+        """Start offset of each word in the original text."""
+        if self._spaced is not None and len(self._starts) != len(self.words):
+            self._find_positions(self._spaced)
+        return self._starts
+
+    @property
+    def ends(self) -> tuple[int, ...]:
+        """End offset (exclusive) of each word in the original text."""
+        if self._spaced is not None and len(self._ends) != len(self.words):
+            self._find_positions(self._spaced)
+        return self._ends
+
+    def _find_positions(self, spaced: str) -> None:
+        found = list(_RUN.finditer(spaced))
+        self._starts = tuple(m.start() for m in found)
+        self._ends = tuple(m.end() for m in found)
 
     def cased(self, index: int) -> str:
         """The word at ``index`` with accents folded but its case kept, for exact-case terms."""
         return fold_keep_case(self.text[self.starts[index] : self.ends[index]])
 
-    def hyphenated(self, index: int) -> bool:
-        """True when word ``index`` and the next one are joined by a single hyphen (``e-commerce``)."""
-        gap = self.text[self.ends[index] : self.starts[index + 1]]
-        return len(gap) == 1 and gap in HYPHENS
+    def short_hyphen_pairs(self, wanted: Container[str]) -> list[tuple[int, str]]:
+        """``(i, joined)`` for words ``i`` and ``i + 1`` joined by one hyphen, where one side has at most
+        two letters (``e-commerce`` gives ``ecommerce``) and ``joined`` is in ``wanted``."""
+        if self._spaced is not None and not self._may_join(wanted):
+            return []
+        words, starts, ends, text = self.words, self.starts, self.ends, self.text
+        return [
+            (i, words[i] + words[i + 1])
+            for i in range(len(words) - 1)
+            if starts[i + 1] - ends[i] == 1
+            and text[ends[i]] in HYPHENS
+            and min(len(words[i]), len(words[i + 1])) <= 2
+            and words[i] + words[i + 1] in wanted
+        ]
+
+    def _may_join(self, wanted: Container[str]) -> bool:
+        """Cheap test on the fast path's spaced text: does any hyphenated pair join into a wanted word?"""
+        assert self._spaced is not None
+        for chunk in [c for c in self._spaced.split() if "-" in c]:
+            for piece in chunk.split("'"):
+                parts = piece.split("-")
+                for a, b in zip(parts, parts[1:]):
+                    if a and b and min(len(a), len(b)) <= 2 and a + b in wanted:
+                        return True
+        return False
+
+    def joined(self, index: int) -> bool:
+        """True when word ``index`` and the next one can belong to one phrase (no punctuation between)."""
+        return _PHRASE_GAP.fullmatch(self.text, self.ends[index], self.starts[index + 1]) is not None
 
 
 def fold_keep_case(word: str) -> str:
@@ -82,18 +145,73 @@ def fold(word: str) -> str:
 
 def tokenise(text: str) -> Tokens:
     """Split ``text`` into folded words, dropping French elisions, keeping original offsets."""
+    if _NEEDS_WORD_FOLDING.search(text) is None:
+        # Fast path, all in C: one translate folds letters and turns punctuation into spaces, then
+        # elisions are blanked out; every offset stays that of the original text.
+        spaced = text.translate(_SPACED_FOLD)
+        if "'" in spaced:
+            spaced = _FAST_ELISION.sub(_blank, spaced)
+            words = spaced.replace("'", " ").replace("-", " ").split()
+        else:
+            words = spaced.replace("-", " ").split()
+        return Tokens(text, tuple(words), spaced)
+    return _tokenise_word_by_word(text)
+
+
+def _blank(found: re.Match[str]) -> str:
+    return " " * (found.end() - found.start())
+
+
+def _tokenise_word_by_word(text: str) -> Tokens:
+    """The general path, for texts with characters whose folded form is not one character (œ, ﬁ, é)."""
     words: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
-    cache = _fold_cache
     for found in _TOKEN.finditer(text):
-        word = found.group(1)
-        folded = cache.get(word)
-        words.append(folded if folded is not None else fold(word))
+        words.append(fold(found.group(1)))
         starts.append(found.start(1))
         ends.append(found.end(1))
-    return Tokens(text, tuple(words), tuple(starts), tuple(ends))
+    return Tokens(text, tuple(words), None, tuple(starts), tuple(ends))
 
+
+def _spaced_fold_table() -> tuple[list[str], re.Pattern[str]]:
+    """A translate table that folds each letter or digit to one character and turns the rest into spaces
+    (apostrophes into ``'``), and a pattern for the texts it cannot handle: characters outside its range,
+    combining marks, letters whose folded form is not one character (œ, ß, ﬁ).
+
+    The table is a list indexed by code point: ``str.translate`` looks a list up about 3x faster than a dict.
+    """
+    table = [chr(code) for code in range(0x10000)]
+    unsupported: list[str] = []
+    covered = ((0x00, 0x3040), (0xFB00, 0xFB50), (0xFF00, 0xFFF0))
+    for code in (c for low, high in covered for c in range(low, high)):
+        char = chr(code)
+        if char in APOSTROPHES:
+            table[code] = "'"
+        elif char in HYPHENS:
+            table[code] = "-"
+        elif unicodedata.combining(char):
+            unsupported.append(char)
+        elif not char.isalnum():
+            table[code] = " "
+        else:
+            decomposed = unicodedata.normalize("NFKD", char.translate(_SPELLED_OUT))
+            folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+            if len(folded) != 1 or not folded.isalnum():
+                unsupported.append(char)
+            elif folded != char:
+                table[code] = folded
+    outside = "".join(f"\\u{low:04x}-\\u{high - 1:04x}" for low, high in covered)
+    pattern = "[" + re.escape("".join(unsupported)) + "]|[^" + outside + "]"
+    return table, re.compile(pattern)
+
+
+_SPACED_FOLD, _NEEDS_WORD_FOLDING = _spaced_fold_table()
+_ELISION_SET = frozenset(ELISIONS)
+_RUN = re.compile(r"[^\s'-]+")
+_FAST_ELISION = re.compile(
+    r"(?<![^\s'-])(?:" + "|".join(sorted(ELISIONS, key=len, reverse=True)) + r")'(?=[^\s'-])"
+)
 
 def normalise(text: str) -> str:
     """The normalised form of ``text``: folded words without elisions, separated by single spaces."""

@@ -331,4 +331,5 @@ async def drain_outbox(rt: Runtime, now: datetime) -> list[DeliveryAttempt]:
 
 def retry_delay(attempt: int) -> timedelta:
     """1 min, 2 min, 4 min, ... capped at 1 h."""
-    return min(RETRY_FIRST * (2 ** max(0, attempt - 1)), RETRY_CAP)
+    factor: int = 2 ** max(0, attempt - 1)
+    return min(RETRY_FIRST * factor, RETRY_CAP)

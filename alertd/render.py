@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import textwrap
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -38,12 +39,16 @@ __all__ = [
     "check_templates",
     "highlight_segments",
     "http_link",
+    "list_id_for",
     "load_templates",
     "local_time",
+    "message_id_for",
     "packaged_templates_dir",
     "render_digest",
     "safe_header",
+    "sample_digest",
     "sanitize_html",
+    "wrap_text",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,8 @@ DATETIME_FORMAT = "%d/%m/%Y %H:%M"
 #: Summaries longer than this (in characters) are cut at a word boundary.
 SUMMARY_LIMIT = 400
 SUBJECT_LIMIT = 200
+#: The plain-text part is wrapped to this many columns.
+TEXT_WIDTH = 78
 TEMPLATE_NAMES = ("subject.txt.j2", "digest.txt.j2", "digest.html.j2")
 
 _ALLOWED_TAGS = {"p", "br", "a", "b", "i", "em", "strong", "ul", "ol", "li", "blockquote", "code", "pre"}
@@ -95,9 +102,7 @@ def highlight_segments(
     Whitespace runs and control characters in segments become single spaces.
     """
     text, truncated = _truncate(text, limit)
-    ranges = _merge_ranges(
-        (max(s.start, 0), min(s.end, len(text))) for s in spans if s.field == field
-    )
+    ranges = _merge_ranges((max(s.start, 0), min(s.end, len(text))) for s in spans if s.field == field)
     segments: list[tuple[str, bool]] = []
     cursor = 0
     for start, end in ranges:
@@ -141,6 +146,21 @@ def _clean_text(text: str) -> str:
     """Controls and whitespace runs become one space; keeps a leading/trailing space to join segments."""
     text = "".join(" " if _is_unsafe_in_header(ch) else ch for ch in text)
     return re.sub(r"\s+", " ", text)
+
+
+def wrap_text(text: str, first: str = "", rest: str | None = None, width: int = TEXT_WIDTH) -> str:
+    """``text`` wrapped for the plain-text part: ``first`` starts the first line, ``rest`` the others.
+
+    Long words (URLs) are never broken; ``rest`` defaults to spaces as wide as ``first``.
+    """
+    return textwrap.fill(
+        " ".join(text.split()),
+        width=width,
+        initial_indent=first,
+        subsequent_indent=" " * len(first) if rest is None else rest,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 def http_link(url: str | None) -> str | None:
@@ -218,6 +238,7 @@ def load_templates(templates_dir: Path | None) -> jinja2.Environment:
         http_link=http_link,
         local_time=local_time,
         summary_limit=SUMMARY_LIMIT,
+        wrap_text=wrap_text,
         datetime_format=DATETIME_FORMAT,
     )
     env.filters["local_time"] = local_time
@@ -357,7 +378,9 @@ def _context(digest: Digest) -> dict[str, Any]:
 
 def _without_poison(digest: Digest, env: jinja2.Environment) -> Digest:
     sections = tuple(_section_without_poison(digest, section, env) for section in digest.sections)
-    health = tuple(h for h in digest.feed_health if _renders(replace(digest, sections=(), feed_health=(h,)), env))
+    health = tuple(
+        h for h in digest.feed_health if _renders(replace(digest, sections=(), feed_health=(h,)), env)
+    )
     return replace(digest, sections=tuple(s for s in sections if s.stories), feed_health=health)
 
 

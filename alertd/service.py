@@ -216,7 +216,7 @@ class Daemon:
     def _schedule_feed(self, feed: FeedConfig) -> None:
         assert self.rt is not None
         interval = (feed.interval or self.rt.config.poll.interval).total_seconds()
-        first = self.now() + timedelta(seconds=self.rng.uniform(0, min(30.0, interval / 4)))
+        first = self.now() + timedelta(seconds=self.rng.uniform(0, min(10.0, interval / 4)))
         self.scheduler.add_job(
             self._track(lambda: self._poll(feed.url)),
             IntervalTrigger(seconds=interval, jitter=int(interval * self.rt.config.poll.jitter)),

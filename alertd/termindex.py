@@ -11,10 +11,10 @@ from __future__ import annotations
 import bisect
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from alertd.normalise import HYPHENS, Tokens, fold_keep_case, inflected_forms, tokenise
+from alertd.normalise import Tokens, fold_keep_case, inflected_forms, tokenise
 
 TEXT_FIELDS = frozenset({"title", "summary"})
 
@@ -36,13 +36,22 @@ class Term:
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One place a term fired: word range ``[first, last)`` and character range in the original text."""
+    """One place a term fired: the field and the word range ``[first, last)`` of its text."""
 
     field: str
     first: int
     last: int
-    start: int
-    end: int
+    tokens: Tokens = field(compare=False, repr=False)
+
+    @property
+    def start(self) -> int:
+        """Character offset of the hit in the original text."""
+        return self.tokens.starts[self.first]
+
+    @property
+    def end(self) -> int:
+        """Character offset just past the hit in the original text."""
+        return self.tokens.ends[self.last - 1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +66,12 @@ class Slot:
 
 @dataclass(frozen=True, slots=True)
 class Pattern:
+    """A term as a sequence of word slots; ``found_by_key`` when finding the first word proves the match."""
+
     term_id: int
     slots: tuple[Slot, ...]
+    fields: frozenset[str] = TEXT_FIELDS
+    found_by_key: bool = False
 
 
 Inflect = Callable[[str], frozenset[str]]
@@ -102,30 +115,40 @@ class TermIndex:
 
     def _scan_words(self, field_name: str, tokens: Tokens, hits: dict[int, list[Hit]]) -> None:
         words = tokens.words
-        by_word, by_key, by_prefix = self.by_word, self.by_key, self.by_prefix
-        for i, word in enumerate(words):
-            found = by_word.get(word)
-            if found:
-                self._try(found, field_name, tokens, i, hits)
-            if by_key and self.key is not None:
-                found = by_key.get(self.key(word))
-                if found:
-                    self._try(found, field_name, tokens, i, hits)
-            for length in self.prefix_lengths:
-                found = by_prefix.get(word[:length]) if len(word) >= length else None
-                if found:
-                    self._try(found, field_name, tokens, i, hits)
-        self._scan_hyphenated(field_name, tokens, hits)
+        self._scan_keys(self.by_word, words, field_name, tokens, hits)
+        if self.by_key and self.key is not None:
+            self._scan_keys(self.by_key, [self.key(w) for w in words], field_name, tokens, hits)
+        for length in self.prefix_lengths:
+            self._scan_keys(self.by_prefix, [w[:length] for w in words], field_name, tokens, hits)
+        if field_name != "link":  # URL slugs hyphenate every word: no joins there
+            text = tokens.text
+            if "-" in text or "‐" in text or "‑" in text:
+                self._scan_hyphenated(field_name, tokens, hits)
+
+    def _scan_keys(
+        self,
+        index: dict[str, tuple[Pattern, ...]],
+        keys: Sequence[str],
+        field_name: str,
+        tokens: Tokens,
+        hits: dict[int, list[Hit]],
+    ) -> None:
+        # The set intersection runs in C; Python only visits the words that start some pattern.
+        present = index.keys() & set(keys)
+        if present:
+            for i in [i for i, key in enumerate(keys) if key in present]:
+                self._try(index[keys[i]], field_name, tokens, i, hits)
 
     def _scan_hyphenated(self, field_name: str, tokens: Tokens, hits: dict[int, list[Hit]]) -> None:
-        """``e-commerce`` in the text also reads as the one word ``ecommerce``."""
-        text, starts, ends, words = tokens.text, tokens.starts, tokens.ends, tokens.words
-        for i in range(len(words) - 1):
-            if starts[i + 1] - ends[i] == 1 and text[ends[i]] in HYPHENS:
-                for pattern in self.by_word.get(words[i] + words[i + 1], ()):
-                    term = self.terms[pattern.term_id]
-                    if len(pattern.slots) == 1 and field_name in term.fields and not term.case_exact:
-                        hits[term.id].append(Hit(field_name, i, i + 2, starts[i], ends[i + 1]))
+        """``e-commerce`` in the text also reads as the one word ``ecommerce``.
+
+        Only when one side is a one- or two-letter prefix (e-, t-, k-): ``Ali-Baba`` is not ``Alibaba``.
+        """
+        for i, joined in tokens.short_hyphen_pairs(self.by_word):
+            for pattern in self.by_word.get(joined, ()):
+                term = self.terms[pattern.term_id]
+                if len(pattern.slots) == 1 and field_name in term.fields and not term.case_exact:
+                    hits[term.id].append(Hit(field_name, i, i + 2, tokens))
 
     def _try(
         self,
@@ -136,14 +159,18 @@ class TermIndex:
         hits: dict[int, list[Hit]],
     ) -> None:
         for pattern in patterns:
-            term = self.terms[pattern.term_id]
-            last = first + len(pattern.slots)
-            if field_name not in term.fields or last > len(tokens):
+            if field_name not in pattern.fields:
                 continue
-            if all(self._accepts(slot, tokens, first + k) for k, slot in enumerate(pattern.slots)):
-                hits[term.id].append(
-                    Hit(field_name, first, last, tokens.starts[first], tokens.ends[last - 1])
-                )
+            last = first + len(pattern.slots)
+            if pattern.found_by_key or (last <= len(tokens) and self._matches(pattern, tokens, first)):
+                hits[pattern.term_id].append(Hit(field_name, first, last, tokens))
+
+    def _matches(self, pattern: Pattern, tokens: Tokens, first: int) -> bool:
+        # Words first: checking what separates them needs offsets, which cost more.
+        slots = pattern.slots
+        return all(self._accepts(slot, tokens, first + k) for k, slot in enumerate(slots)) and all(
+            tokens.joined(first + k) for k in range(len(slots) - 1)
+        )
 
     def _accepts(self, slot: Slot, tokens: Tokens, index: int) -> bool:
         word = tokens.words[index]
@@ -171,9 +198,7 @@ class TermIndex:
                     continue
                 first = max(bisect.bisect_right(norm_starts, found.start()) - 1, 0)
                 last = max(bisect.bisect_left(norm_starts, found.end()), first + 1)
-                hits[term.id].append(
-                    Hit(field_name, first, last, tokens.starts[first], tokens.ends[last - 1])
-                )
+                hits[term.id].append(Hit(field_name, first, last, tokens))
 
 
 def build_index(terms: Iterable[Term], inflection: Inflection | None = None) -> TermIndex:
@@ -214,13 +239,17 @@ def _patterns(term: Term, inflection: Inflection) -> list[Pattern]:
     for k, word in enumerate(term.words):
         is_prefix = term.prefix and k == len(term.words) - 1
         slots.append(_slot(word, cased[k] if cased else "", is_prefix, term.form_exact, inflection))
-    patterns = [Pattern(term.id, tuple(slots))]
+    patterns = [_pattern(term, slots)]
     if len(term.words) > 1 and not term.case_exact:
         joined = "".join(term.words)
-        patterns.append(
-            Pattern(term.id, (_slot(joined, "", term.prefix, term.form_exact, inflection),))
-        )
+        patterns.append(_pattern(term, [_slot(joined, "", term.prefix, term.form_exact, inflection)]))
     return patterns
+
+
+def _pattern(term: Term, slots: list[Slot]) -> Pattern:
+    """A single plain slot is proved by the index look-up itself (its keys are exactly its spellings)."""
+    plain = len(slots) == 1 and not slots[0].cased and not slots[0].prefix
+    return Pattern(term.id, tuple(slots), term.fields, found_by_key=plain)
 
 
 def _slot(word: str, cased: str, prefix: bool, form_exact: bool, inflection: Inflection) -> Slot:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alertd.conditions import AllOf, AnyOf, Leaf, Near, Node, Not, all_terms, evaluate
+from alertd.conditions import AllOf, Leaf, Near, Node, Not, all_terms, any_of, evaluate
 from alertd.conditions import positive_terms as _positive_terms
 from alertd.errors import ConfigError, Problem
 from alertd.normalise import elided_prefixes, tokenise
@@ -147,6 +147,7 @@ class _TermSpec:
     fields: frozenset[str] = TEXT_FIELDS
     prefix: bool = False
     set_name: str | None = None
+    scope: frozenset[str] | None = None  # the field a set reference was narrowed to, if any
 
 
 class _Compiler:
@@ -257,10 +258,10 @@ class _Compiler:
         any_specs = self._term_list(where, raw, "any")
         specs += any_specs
         if any_specs:
-            positive.append(AnyOf(tuple(self._leaves(any_specs))))
+            positive.append(any_of(self._leaves(any_specs)))
         for group in self._groups(where, raw):
             specs += group
-            positive.append(AnyOf(tuple(self._leaves(group))))
+            positive.append(any_of(self._leaves(group)))
         if "query" in raw:
             query_node = self._query(where, raw["query"])
             if query_node is not None:
@@ -273,7 +274,7 @@ class _Compiler:
             return None
         if not positive:
             return None
-        veto = AnyOf(tuple(self._leaves(none_specs))) if none_specs else None
+        veto = any_of(self._leaves(none_specs)) if none_specs else None
         condition = positive[0] if len(positive) == 1 else AllOf(tuple(positive))
         return condition, veto
 
@@ -338,7 +339,7 @@ class _Compiler:
                 out.append(spec)
                 continue
             members = self._set_members(spec.where, spec.set_name)
-            out += [_with_scope(m, spec.fields, spec.where) for m in members]
+            out += [_with_scope(m, spec.scope, spec.where) for m in members]
         return out
 
     def _set_members(self, where: KeyPath, name: str) -> list[_TermSpec]:
@@ -399,7 +400,8 @@ class _Compiler:
 
     def _string_term(self, where: KeyPath, text: str, **options: Any) -> _TermSpec | None:
         if text.startswith("@"):
-            return _TermSpec(text, where, set_name=text[1:], **options)
+            scope = options.get("fields") if options.get("fields", TEXT_FIELDS) != TEXT_FIELDS else None
+            return _TermSpec(text, where, set_name=text[1:], scope=scope)
         prefix = text.endswith("*")
         spec = _TermSpec(text.rstrip("*"), where, prefix=prefix, **options)
         return spec if self._lint_text(spec, text) else None
@@ -476,11 +478,11 @@ class _Compiler:
             self.report(spec.where, f"{what}: it can never match")
             return False
         elided = elided_prefixes(spec.text)
-        if elided:
+        if elided and spec.text.lstrip().startswith(elided[0]):
             self.report(
                 spec.where,
-                f"French elision drops {', '.join(repr(e) for e in elided)}: "
-                f"{written!r} matches as {' '.join(words)!r}",
+                f"French elision {elided[0]!r} is ignored: {written!r} matches "
+                f"{' '.join(words)!r} with or without it",
                 "warning",
             )
         if len("".join(words)) <= 2 and not spec.case_exact:
@@ -509,13 +511,13 @@ class _Compiler:
     def _query_node(self, key: KeyPath, query: str, node: QNode) -> Node | None:
         if isinstance(node, QTerm | QSet):
             leaves = self._query_leaves(key, query, node)
-            return None if not leaves else leaves[0] if len(leaves) == 1 else AnyOf(tuple(leaves))
+            return any_of(list(leaves)) if leaves else None
         if isinstance(node, QAnd | QOr):
             children = [self._query_node(key, query, c) for c in node.children]
             if any(c is None for c in children):
                 return None
             kept = tuple(c for c in children if c is not None)
-            return AllOf(kept) if isinstance(node, QAnd) else AnyOf(kept)
+            return AllOf(kept) if isinstance(node, QAnd) else any_of(list(kept))
         if isinstance(node, QNot):
             child = self._query_node(key, query, node.child)
             return None if child is None else Not(child)
@@ -525,7 +527,7 @@ class _Compiler:
         sides = [self._near_side(key, query, side) for side in (node.left, node.right)]
         if not sides[0] or not sides[1]:
             return None
-        return Near(tuple(sides[0]), tuple(sides[1]), node.distance)
+        return Near(frozenset(sides[0]), frozenset(sides[1]), node.distance)
 
     def _near_side(self, key: KeyPath, query: str, node: QNode) -> list[int]:
         atoms = node.children if isinstance(node, QOr) else (node,)
@@ -536,7 +538,7 @@ class _Compiler:
         return ids
 
     def _query_leaves(self, key: KeyPath, query: str, atom: QTerm | QSet) -> list[Leaf]:
-        fields = frozenset((atom.field,)) if atom.field else TEXT_FIELDS
+        scope = frozenset((atom.field,)) if atom.field else None
         if isinstance(atom, QSet):
             if atom.name not in self.sets:
                 line, col = self._position_in_value(key, atom.offset)
@@ -544,12 +546,13 @@ class _Compiler:
                 self.report_at(key, line, col, f"unknown set @{atom.name} (known: {known})")
                 return []
             members = self._set_members(key, atom.name)
-            return [Leaf(self._term_id(_with_scope(m, fields, key))) for m in members]
+            return [Leaf(self._term_id(_with_scope(m, scope, key))) for m in members]
         if not tokenise(atom.text).words:
             line, col = self._position_in_value(key, atom.offset)
             self.report_at(key, line, col, f"term {atom.text!r} has no letters or digits")
             return []
-        return [Leaf(self._term_id(_TermSpec(atom.text, key, fields=fields, prefix=atom.prefix)))]
+        spec = _TermSpec(atom.text, key, fields=scope or TEXT_FIELDS, prefix=atom.prefix)
+        return [Leaf(self._term_id(spec))]
 
     def _position_in_value(self, key: KeyPath, offset: int) -> tuple[int, int]:
         """Line and column of character ``offset`` inside the string value of ``key``."""
@@ -576,9 +579,9 @@ def _value_start(source: str, line: int, col: int) -> int | None:
     return found.end() if found else None
 
 
-def _with_scope(spec: _TermSpec, fields: frozenset[str], where: KeyPath) -> _TermSpec:
-    """A set member used from ``where``, narrowed to the fields of the reference."""
-    narrowed = spec.fields & fields or fields
+def _with_scope(spec: _TermSpec, scope: frozenset[str] | None, where: KeyPath) -> _TermSpec:
+    """A set member used from ``where``; a scoped reference (``title:@set``) sets the member's fields."""
+    narrowed = spec.fields if scope is None else scope
     return _TermSpec(spec.text, where, spec.regex, spec.case_exact, spec.form_exact, spec.weight,
                      narrowed, spec.prefix)  # fmt: skip
 

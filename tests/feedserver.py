@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
+import httpx
 import pytest
 
 RSS_CONTENT_TYPE = "application/rss+xml; charset=utf-8"
@@ -55,7 +56,8 @@ class RecordedRequest:
     """One request the server received."""
 
     path: str
-    headers: dict[str, str]
+    headers: httpx.Headers
+    """Case-insensitive."""
 
 
 class FeedServer:
@@ -73,8 +75,10 @@ class FeedServer:
                 self._httpd.socket, server_side=True, do_handshake_on_connect=False
             )
         self.scheme = "https" if ssl_context is not None else "http"
-        self.host, self.port = self._httpd.server_address[0], self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="feedserver", daemon=True)
+        self.host, self.port = str(self._httpd.server_address[0]), int(self._httpd.server_address[1])
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="feedserver", daemon=True
+        )
 
     # lifecycle
     def start(self) -> FeedServer:
@@ -170,7 +174,7 @@ class FeedServer:
 
     def _lookup(self, path: str, headers: Mapping[str, str]) -> Route | None:
         with self._lock:
-            self._requests.append(RecordedRequest(path, dict(headers)))
+            self._requests.append(RecordedRequest(path, httpx.Headers(dict(headers))))
             return self._routes.get(path)
 
 
@@ -199,7 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
-        route = self.server.feed_server._lookup(path, self.headers)
+        route = self.server.feed_server._lookup(path, dict(self.headers.items()))
         if route is None:
             self._send_static(Route(status=404, body=b"not found"))
         elif self._not_modified(route):

@@ -50,13 +50,14 @@ def start_daemon(tmp_path: Path, feed_url: str) -> tuple[subprocess.Popen[str], 
         encoding="utf-8",
     )
     log = tmp_path / "daemon.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "alertd", "run", "-c", str(config)],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "alertd", "run", "-c", str(config)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     return process, log
 
 

@@ -69,21 +69,22 @@ def digest_of(matched: list[MatchedItem], **kwargs: object) -> Digest:
 def test_sections_follow_watchlist_order_not_match_order() -> None:
     digest = digest_of([matched_item("a", topic="export"), matched_item("b", topic="ecom")])
 
-    assert ["ecom", "export"] == [s.topic_id for s in digest.sections]
-    assert ["E-commerce chinois", "Exportations françaises"] == [s.topic_name for s in digest.sections]
+    assert [s.topic_id for s in digest.sections] == ["ecom", "export"]
+    assert [s.topic_name for s in digest.sections] == ["E-commerce chinois", "Exportations françaises"]
 
 
 def test_topic_without_matches_has_no_section() -> None:
     digest = digest_of([matched_item("a", topic="export")])
 
-    assert ["export"] == [s.topic_id for s in digest.sections]
+    assert [s.topic_id for s in digest.sections] == ["export"]
 
 
 def test_match_for_unknown_topic_is_kept_after_known_topics() -> None:
     digest = digest_of([matched_item("a", topic="gone"), matched_item("b", topic="ecom")])
 
-    assert [("ecom", "E-commerce chinois"), ("gone", "gone")] == [
-        (s.topic_id, s.topic_name) for s in digest.sections
+    assert [(s.topic_id, s.topic_name) for s in digest.sections] == [
+        ("ecom", "E-commerce chinois"),
+        ("gone", "gone"),
     ]
 
 
@@ -97,9 +98,9 @@ def test_story_carried_by_several_feeds_is_one_entry_from_the_earliest_seen_feed
     )
 
     (story,) = digest.sections[0].stories
-    assert "echos-1" == story.item_key
-    assert "Les Échos" == story.feed_name
-    assert ("Le Monde", "Le Figaro", "AFP") == story.also_in
+    assert story.item_key == "echos-1"
+    assert story.feed_name == "Les Échos"
+    assert story.also_in == ("Le Monde", "Le Figaro", "AFP")
 
 
 def test_merged_story_keeps_best_score_and_every_term() -> None:
@@ -111,20 +112,20 @@ def test_merged_story_keeps_best_score_and_every_term() -> None:
     )
 
     (story,) = digest.sections[0].stories
-    assert 3.0 == story.score
-    assert ("alibaba", "temu") == story.terms
+    assert story.score == 3.0
+    assert story.terms == ("alibaba", "temu")
 
 
 def test_same_feed_twice_is_not_listed_in_also_in() -> None:
     digest = digest_of([matched_item("a", story="s", seen_minutes_ago=2), matched_item("b", story="s")])
 
-    assert () == digest.sections[0].stories[0].also_in
+    assert digest.sections[0].stories[0].also_in == ()
 
 
 def test_same_story_in_two_topics_appears_in_both() -> None:
     digest = digest_of([matched_item("a", topic="ecom"), matched_item("a", topic="export")])
 
-    assert [1, 1] == [len(s.stories) for s in digest.sections]
+    assert [len(s.stories) for s in digest.sections] == [1, 1]
 
 
 def test_ranking_is_score_then_recency_then_title() -> None:
@@ -138,7 +139,7 @@ def test_ranking_is_score_then_recency_then_title() -> None:
         ]
     )
 
-    assert ["tie", "new", "old", "low"] == [s.item_key for s in digest.sections[0].stories]
+    assert [s.item_key for s in digest.sections[0].stories] == ["tie", "new", "old", "low"]
 
 
 def test_recency_falls_back_to_first_seen_when_published_is_missing() -> None:
@@ -149,7 +150,7 @@ def test_recency_falls_back_to_first_seen_when_published_is_missing() -> None:
         ]
     )
 
-    assert ["seen-late", "seen-early"] == [s.item_key for s in digest.sections[0].stories]
+    assert [s.item_key for s in digest.sections[0].stories] == ["seen-late", "seen-early"]
 
 
 def test_naive_and_aware_dates_rank_together() -> None:
@@ -161,7 +162,7 @@ def test_naive_and_aware_dates_rank_together() -> None:
         ]
     )
 
-    assert ["aware", "naive"] == [s.item_key for s in digest.sections[0].stories]
+    assert [s.item_key for s in digest.sections[0].stories] == ["aware", "naive"]
 
 
 def test_cap_moves_the_lowest_ranked_stories_to_overflow() -> None:
@@ -169,9 +170,9 @@ def test_cap_moves_the_lowest_ranked_stories_to_overflow() -> None:
 
     section = digest_of(items, max_items_per_topic=3).sections[0]
 
-    assert ["k4", "k3", "k2"] == [s.item_key for s in section.stories]
-    assert ["k1", "k0"] == [s.item_key for s in section.overflow]
-    assert 5 == digest_of(items, max_items_per_topic=3).story_count
+    assert [s.item_key for s in section.stories] == ["k4", "k3", "k2"]
+    assert [s.item_key for s in section.overflow] == ["k1", "k0"]
+    assert digest_of(items, max_items_per_topic=3).story_count == 5
 
 
 def test_cap_must_be_positive() -> None:
@@ -208,7 +209,7 @@ def test_digest_id_is_deterministic_and_order_independent() -> None:
     first = digest_id_for("marie@example.invalid", ["m2", "m1", "m3"])
 
     assert first == digest_id_for("Marie@Example.invalid ", ["m3", "m1", "m2", "m1"])
-    assert 32 == len(first)
+    assert len(first) == 32
 
 
 def test_digest_id_differs_by_subscriber_and_by_keys() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import email.message
 import email.policy
 import os
 import re
@@ -32,18 +33,20 @@ from tests.test_digest import NOW, digest_of, matched_item
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 TEMPLATES = Path(__file__).parent.parent / "templates"
-EXPECTED_HEADERS = {
-    "subject",
-    "from",
-    "to",
-    "date",
-    "message-id",
-    "list-id",
-    "auto-submitted",
-    "x-auto-response-suppress",
-    "mime-version",
-    "content-type",
-}
+EXPECTED_HEADERS = sorted(
+    {
+        "subject",
+        "from",
+        "to",
+        "date",
+        "message-id",
+        "list-id",
+        "auto-submitted",
+        "x-auto-response-suppress",
+        "mime-version",
+        "content-type",
+    }
+)
 ALIBABA_SUMMARY = (
     "Le groupe Alibaba ouvre à Paris un bureau chargé d’accompagner les marchands français qui veulent "
     "vendre en Chine, au moment où Temu et Shein accélèrent en Europe."
@@ -125,6 +128,11 @@ def fixture_digest() -> Digest:
     )
 
 
+def header_names(message: email.message.Message) -> list[str]:
+    """Top-level header names, lower-cased and sorted: a duplicated (injected) header shows up twice."""
+    return sorted(name.lower() for name in message)
+
+
 def parsed(message: EmailMessage) -> EmailMessage:
     """The message as a receiving client sees it: serialised with CRLF and parsed back."""
     result = email.message_from_bytes(bytes(message), policy=email.policy.default)
@@ -159,7 +167,7 @@ def test_text_part_matches_golden_file(env: jinja2.Environment) -> None:
 def test_text_part_lines_fit_78_columns(env: jinja2.Environment) -> None:
     lines = text_part(render_digest(fixture_digest(), env)).splitlines()
 
-    assert [] == [line for line in lines if len(line) > 78 and "://" not in line]
+    assert [line for line in lines if len(line) > 78 and "://" not in line] == []
 
 
 # --- headers ---------------------------------------------------------------------------------
@@ -168,28 +176,47 @@ def test_text_part_lines_fit_78_columns(env: jinja2.Environment) -> None:
 def test_headers_are_set_exactly(env: jinja2.Environment) -> None:
     message = parsed(render_digest(fixture_digest(), env, list_id_domain="news.example.invalid"))
 
-    assert EXPECTED_HEADERS == {name.lower() for name in message.keys()}
-    assert (
+    assert header_names(message) == EXPECTED_HEADERS
+    assert message["Subject"] == (
         "[alertd] 6 stories — E-commerce chinois (2), Exportations françaises (4): "
         "Alibaba ouvre un bureau en France"
-    ) == message["Subject"]
-    assert "alertd@example.invalid" == message["From"]
-    assert "Marie Dupont <marie@example.invalid>" == message["To"]
-    assert "Thu, 26 Nov 2026 06:03:00 +0000" == message["Date"]
-    assert "<4f1c2b9a0d3e4f5a6b7c8d9e0f1a2b3c@alertd>" == message["Message-ID"]
+    )
+    assert message["From"] == "alertd@example.invalid"
+    assert message["To"] == "Marie Dupont <marie@example.invalid>"
+    assert message["Date"] == "Thu, 26 Nov 2026 06:03:00 +0000"
+    assert message["Message-ID"] == "<4f1c2b9a0d3e4f5a6b7c8d9e0f1a2b3c@alertd>"
     assert re.fullmatch(r"alertd digest <[0-9a-f]{16}\.news\.example\.invalid>", message["List-Id"])
-    assert "auto-generated" == message["Auto-Submitted"]
-    assert "All" == message["X-Auto-Response-Suppress"]
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["X-Auto-Response-Suppress"] == "All"
 
 
 def test_parts_are_text_then_html_utf8_without_disposition(env: jinja2.Environment) -> None:
     message = parsed(render_digest(fixture_digest(), env))
 
-    assert "multipart/alternative" == message.get_content_type()
+    assert message.get_content_type() == "multipart/alternative"
     parts = list(message.iter_parts())
-    assert ["text/plain", "text/html"] == [p.get_content_type() for p in parts]
-    assert ["utf-8", "utf-8"] == [p.get_content_charset() for p in parts]
-    assert [None, None] == [p["Content-Disposition"] for p in parts]
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert [p.get_content_charset() for p in parts] == ["utf-8", "utf-8"]
+    assert [p["Content-Disposition"] for p in parts] == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [(0, "[alertd] 0 stories"), (1, "[alertd] 1 story — E-commerce chinois (1): Story k0")],
+)
+def test_subject_counts_stories(env: jinja2.Environment, count: int, expected: str) -> None:
+    digest = digest_of([matched_item(f"k{i}") for i in range(count)])
+
+    assert render_digest(digest, env)["Subject"] == expected
+
+
+def test_subject_is_capped_at_200_characters(env: jinja2.Environment) -> None:
+    digest = digest_of([matched_item("k", title="Très long titre " * 40)])
+
+    subject = parsed(render_digest(digest, env))["Subject"]
+
+    assert len(subject) == 200
+    assert subject.endswith("…")
 
 
 def test_message_id_and_list_id_are_stable_across_renders(env: jinja2.Environment) -> None:
@@ -204,9 +231,9 @@ def test_subscriber_name_with_specials_is_encoded_not_injected(env: jinja2.Envir
 
     message = parsed(render_digest(digest, env))
 
-    assert "marie@example.invalid" == message["To"].addresses[0].addr_spec
+    assert message["To"].addresses[0].addr_spec == "marie@example.invalid"
     assert None is message["Bcc"]
-    assert EXPECTED_HEADERS == {name.lower() for name in message.keys()}
+    assert header_names(message) == EXPECTED_HEADERS
 
 
 HOSTILE_TEXT = st.one_of(
@@ -239,7 +266,7 @@ def test_feed_text_never_changes_the_header_set(
 
     message = email.message_from_bytes(bytes(render_digest(digest, env)), policy=email.policy.default)
 
-    assert EXPECTED_HEADERS == {name.lower() for name in message.keys()}
+    assert header_names(message) == EXPECTED_HEADERS
     subject = str(message["Subject"])
     assert not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", subject)
     assert len(subject) <= 200
@@ -268,39 +295,43 @@ def test_safe_header_cleans(raw: str, expected: str) -> None:
 def test_safe_header_caps_length_with_ellipsis() -> None:
     result = safe_header("word " * 100, limit=20)
 
-    assert 20 >= len(result)
+    assert len(result) <= 20
     assert result.endswith("…")
 
 
 def test_highlight_segments_marks_spans_of_the_field_only() -> None:
     spans = (Span("title", 0, 7, "alibaba"), Span("summary", 0, 2, "le"))
 
-    assert [("Alibaba", True), (" ouvre", False)] == highlight_segments("Alibaba ouvre", spans, "title")
+    assert highlight_segments("Alibaba ouvre", spans, "title") == [("Alibaba", True), (" ouvre", False)]
 
 
 def test_highlight_segments_merges_overlaps_and_clips_out_of_range() -> None:
     spans = (Span("t", 2, 5, "a"), Span("t", 4, 8, "b"), Span("t", 9, 99, "c"), Span("t", -3, 1, "d"))
 
-    assert [("a", True), ("b", False), ("cdefgh", True), ("i", False), ("j", True)] == highlight_segments(
-        "abcdefghij", spans, "t"
-    )
+    assert highlight_segments("abcdefghij", spans, "t") == [
+        ("a", True),
+        ("b", False),
+        ("cdefgh", True),
+        ("i", False),
+        ("j", True),
+    ]
 
 
 def test_highlight_segments_ignores_empty_and_inverted_spans() -> None:
     spans = (Span("t", 3, 3, "a"), Span("t", 5, 2, "b"), Span("t", 50, 60, "c"))
 
-    assert [("abcdef", False)] == highlight_segments("abcdef", spans, "t")
+    assert highlight_segments("abcdef", spans, "t") == [("abcdef", False)]
 
 
 def test_highlight_segments_truncates_at_a_word_and_drops_spans_past_the_cut() -> None:
     text = "alpha beta gamma delta"
     spans = (Span("s", 6, 10, "beta"), Span("s", 17, 22, "delta"))
 
-    assert [("alpha ", False), ("beta", True), ("…", False)] == highlight_segments(text, spans, "s", limit=15)
+    assert highlight_segments(text, spans, "s", limit=15) == [("alpha ", False), ("beta", True), ("…", False)]
 
 
 def test_highlight_segments_cleans_controls_and_whitespace() -> None:
-    assert [("a b c", False)] == highlight_segments("  a\r\n\tb\x00c  ", (), "s")
+    assert highlight_segments("  a\r\n\tb\x00c  ", (), "s") == [("a b c", False)]
 
 
 @pytest.mark.parametrize(
@@ -323,8 +354,8 @@ def test_http_link_allows_only_absolute_http_urls(url: str | None, expected: str
 def test_local_time_converts_to_the_subscriber_zone() -> None:
     moment = datetime(2026, 11, 26, 6, 3, tzinfo=timezone.utc)
 
-    assert "26/11/2026 07:03" == local_time(moment, "Europe/Paris")
-    assert "26/11/2026 06:03" == local_time(moment.replace(tzinfo=None), "UTC")
+    assert local_time(moment, "Europe/Paris") == "26/11/2026 07:03"
+    assert local_time(moment.replace(tzinfo=None), "UTC") == "26/11/2026 06:03"
 
 
 # --- HTML part ---------------------------------------------------------------------------------
@@ -368,20 +399,20 @@ def test_html_part_escapes_feed_text_and_keeps_links_safe(env: jinja2.Environmen
 
     names = {tag for tag, _ in tags}
     assert set() == names & {"script", "img", "iframe", "form", "style", "object", "embed", "link"}
-    assert [] == [(tag, a) for tag, attrs in tags for a in attrs if a.startswith("on")]
+    assert [(tag, a) for tag, attrs in tags for a in attrs if a.startswith("on")] == []
     hrefs = [attrs["href"] or "" for tag, attrs in tags if "href" in attrs]
-    assert ["https://ok.example/a"] == hrefs
+    assert hrefs == ["https://ok.example/a"]
 
 
 def test_html_part_has_lang_color_scheme_and_no_remote_resources(env: jinja2.Environment) -> None:
     tags = tags_of(html_part(render_digest(fixture_digest(), env)))
 
     html_attrs = next(attrs for tag, attrs in tags if tag == "html")
-    assert "en" == html_attrs.get("lang")
+    assert html_attrs.get("lang") == "en"
     assert {"content": "light dark", "name": "color-scheme"}.items() <= next(
         attrs for tag, attrs in tags if tag == "meta" and attrs.get("name") == "color-scheme"
     ).items()
-    assert [] == [attrs for _, attrs in tags if "src" in attrs]
+    assert [attrs for _, attrs in tags if "src" in attrs] == []
     assert all(
         (attrs["href"] or "").startswith(("http://", "https://", "mailto:"))
         for _, attrs in tags
@@ -418,12 +449,23 @@ def test_no_template_uses_safe_filter() -> None:
         if re.search(r"\|\s*safe\b|\bmarkup\(|autoescape\s+false", line, re.IGNORECASE)
     ]
 
-    assert [] == offenders
+    assert offenders == []
 
 
 def test_packaged_templates_are_found_and_check_clean(env: jinja2.Environment) -> None:
     assert (packaged_templates_dir() / "digest.html.j2").is_file()
-    assert [] == check_templates(env)
+    assert check_templates(env) == []
+
+
+def test_installed_wheel_layout_is_preferred(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import alertd
+
+    package = tmp_path / "site-packages" / "alertd"
+    (package / "templates").mkdir(parents=True)
+    (package / "templates" / "digest.html.j2").write_text("wheel", encoding="utf-8")
+    monkeypatch.setattr(alertd, "__file__", str(package / "__init__.py"))
+
+    assert packaged_templates_dir() == package / "templates"
 
 
 def test_autoescape_is_on_for_html_and_off_for_text(env: jinja2.Environment) -> None:
@@ -443,7 +485,7 @@ def test_user_templates_dir_overrides_one_template(tmp_path: Path) -> None:
 
     message = render_digest(fixture_digest(), load_templates(tmp_path))
 
-    assert "Veille: 6 articles" == message["Subject"]
+    assert message["Subject"] == "Veille: 6 articles"
     assert "Alibaba" in text_part(message)  # the other templates still come from the package
 
 
@@ -453,7 +495,7 @@ def test_broken_user_template_is_reported_by_check_templates(tmp_path: Path) -> 
 
     problems = check_templates(load_templates(tmp_path))
 
-    assert 2 == len(problems)
+    assert len(problems) == 2
     assert any("digest.html.j2" in p for p in problems)
     assert any("digest.txt.j2" in p and "no_such_field" in p for p in problems)
 
@@ -499,7 +541,7 @@ def test_poison_story_in_overflow_is_skipped(tmp_path: Path) -> None:
 
     text = text_part(render_digest(digest, load_templates(tmp_path)))
 
-    assert "1fine" == text.strip()
+    assert text.strip() == "1fine"
 
 
 # --- sanitize_html -----------------------------------------------------------------------------

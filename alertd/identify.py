@@ -1,0 +1,178 @@
+"""Decide the identity of each parsed entry, canonicalise URLs, and group one story carried by several feeds.
+
+``Item.key`` (RELIABILITY I1) is unique per feed: a hash of the feed URL, then the first of
+
+1. the GUID; when a GUID repeats within one fetch, GUID + link, else GUID + position;
+2. the link key: the canonical link without its scheme (see :func:`link_key`);
+3. a SHA-256 of the normalised title and summary text.
+
+``Item.story_key`` is the link key when there is a link (else a hash of the normalised title): the same article
+in two BFM section feeds gets the same story key, and a GUID that only changed from http to https keeps it (I2).
+Everything here is pure: ``now`` is passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from urllib.parse import SplitResult, unquote_plus, urlsplit, urlunsplit
+
+from alertd.models import Entry, Item
+from alertd.text import html_to_text
+
+FUTURE_TOLERANCE = timedelta(hours=1)
+"""Published dates later than ``now`` + this are clamped to it (I6)."""
+
+TRACKING_PARAMS = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "yclid",
+        "twclid",
+        "igshid",
+        "mc_cid",
+        "mc_eid",
+        "xtor",
+        "xts",
+        "ref",
+        "ref_src",
+        "ref_url",
+        "_ga",
+        "_gl",
+        "cmpid",
+        "wt_mc",
+        "wt.mc_id",
+        "ncid",
+        "sr_share",
+        "spm",
+        "at_medium",
+        "at_campaign",
+    }
+)
+TRACKING_PREFIXES = ("utm_", "at_", "pk_", "mtm_", "oly_")
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_SPACE = re.compile(r"\s+")
+
+
+def canonical_url(url: str) -> str:
+    """The URL in a stable form: scheme and host lower-cased, default port, fragment and tracking dropped,
+    remaining query parameters sorted. A URL that cannot be parsed is returned stripped."""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return url
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None or _DEFAULT_PORTS.get(scheme) == port else f"{host}:{port}"
+    if parts.username is not None:
+        netloc = f"{parts.netloc.rsplit('@', 1)[0]}@{netloc}"
+    path = parts.path or ("/" if netloc else "")
+    return urlunsplit(SplitResult(scheme, netloc, path, _canonical_query(parts.query), ""))
+
+
+def link_key(url: str) -> str:
+    """The canonical URL without its scheme, so http and https links to one article are equal."""
+    canonical = canonical_url(url)
+    scheme, separator, rest = canonical.partition("://")
+    return rest if separator and scheme in _DEFAULT_PORTS else canonical
+
+
+def is_tracking_param(name: str) -> bool:
+    """True for query parameters that only track the reader (utm_*, fbclid, xtor, ...)."""
+    lowered = unquote_plus(name).lower()
+    return lowered in TRACKING_PARAMS or lowered.startswith(TRACKING_PREFIXES)
+
+
+def _canonical_query(query: str) -> str:
+    """Drop tracking parameters and sort the rest, keeping each pair's original encoding."""
+    pairs = [pair for pair in query.split("&") if pair and not is_tracking_param(pair.split("=", 1)[0])]
+    return "&".join(sorted(pairs))
+
+
+def identify(
+    entries: Sequence[Entry],
+    feed_url: str,
+    feed_name: str,
+    feed_tags: frozenset[str],
+    now: datetime,
+) -> tuple[Item, ...]:
+    """Turn one fetch's entries into items with stable keys (see the module docstring)."""
+    feed_prefix = _digest(feed_url)[:16]
+    identities = _identities(entries)
+    return tuple(
+        Item(
+            key=f"{feed_prefix}:{_digest(identity)[:40]}",
+            feed_url=feed_url,
+            feed_name=feed_name,
+            title=entry.title,
+            summary_text=html_to_text(entry.summary_html),
+            summary_html=entry.summary_html,
+            link=_web_link(entry.link),
+            story_key=story_key(entry),
+            published=_clamped(entry.published, now),
+            feed_tags=feed_tags,
+        )
+        for entry, identity in zip(entries, identities, strict=True)
+    )
+
+
+def story_key(entry: Entry) -> str:
+    """The key shared by every feed carrying this story: the link key, else a hash of the normalised title."""
+    link = _web_link(entry.link)
+    if link is not None:
+        return link_key(link)
+    return "title:" + _digest(_normalised(entry.title))[:40]
+
+
+def _identities(entries: Sequence[Entry]) -> list[str]:
+    """The identity string of each entry, disambiguating GUIDs repeated within this fetch."""
+    guid_counts = Counter(entry.guid for entry in entries if entry.guid)
+    first_choice = [_identity(entry, repeated=guid_counts[entry.guid or ""] > 1) for entry in entries]
+    first_counts = Counter(first_choice)
+    return [
+        f"{identity}\npos:{position}" if first_counts[identity] > 1 else identity
+        for position, identity in enumerate(first_choice)
+    ]
+
+
+def _identity(entry: Entry, *, repeated: bool) -> str:
+    link = _web_link(entry.link)
+    if entry.guid:
+        return f"guid:{entry.guid}\nlink:{link_key(link)}" if repeated and link else f"guid:{entry.guid}"
+    if link:
+        return f"link:{link_key(link)}"
+    return f"content:{_normalised(entry.title)}\n{_normalised(html_to_text(entry.summary_html))}"
+
+
+def _web_link(link: str | None) -> str | None:
+    """The link if it is an absolute http(s) URL; anything else (javascript:, relative...) is no link."""
+    if link and urlsplit(link.strip()).scheme.lower() in _DEFAULT_PORTS:
+        return link.strip()
+    return None
+
+
+def _clamped(published: datetime | None, now: datetime) -> datetime | None:
+    if published is None:
+        return None
+    return min(published, now + FUTURE_TOLERANCE)
+
+
+def _normalised(text: str) -> str:
+    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

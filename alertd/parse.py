@@ -1,0 +1,260 @@
+"""Turn fetched bytes and response headers into a :class:`~alertd.models.ParsedFeed`.
+
+feedparser only ever receives ``io.BytesIO(body)`` (RELIABILITY F1): never a URL, a path or a ``str``, so it can
+neither fetch anything nor read a file. Its ``bozo`` flag is judged by an explicit policy:
+
+- benign: ``CharacterEncodingOverride`` / ``NonXMLContentType`` on a recognisable feed, or any recoverable XML
+  error in a document that still yielded entries -> the feed is used and ``ParsedFeed.warning`` says why;
+- fatal: no entries and a bozo error (an HTML page, garbage, a truncated body), or no entries and no RSS/Atom
+  root at all -> :class:`~alertd.errors.ParseError`.
+
+feedparser can spin for a long time on crafted input (a 64 KB ``<author>`` takes seconds to minutes in its e-mail
+regex), so the daemon parses in :class:`ParserPool`: worker processes with a wall-clock limit past which the
+worker is killed, and an address-space limit (F11). :func:`parse_feed` itself is pure and synchronous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import multiprocessing
+import os
+import re
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+
+from alertd.errors import ParseError
+from alertd.models import Entry, ParsedFeed
+from alertd.text import html_to_text
+
+Headers = Mapping[str, str] | Sequence[tuple[str, str]]
+
+WORKER_MEMORY_LIMIT = 512 * 1024 * 1024
+"""Address-space limit of a parse worker, in bytes (RELIABILITY F11)."""
+
+_BENIGN_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
+_SPACE = re.compile(r"\s+")
+_MAX_TTL_MINUTES = 7 * 24 * 60
+
+
+def parse_feed(body: bytes, headers: Headers, url: str) -> ParsedFeed:
+    """Parse a feed document; raise ParseError when the bytes are not a usable feed."""
+    outcome = parse_in_worker(body, headers, url)
+    if isinstance(outcome, str):
+        raise ParseError(url, outcome)
+    return outcome
+
+
+def parse_in_worker(body: bytes, headers: Headers, url: str) -> ParsedFeed | str:
+    """The worker entry point: the parsed feed, or a description of why the bytes are not a feed. Never raises."""
+    try:
+        return _parse(body, headers, url)
+    except MemoryError:
+        return "parse worker memory limit exceeded"
+    except Exception as exc:  # a feedparser bug on hostile input must not take the worker down
+        return f"parser failed: {type(exc).__name__}: {exc}"
+
+
+def _parse(body: bytes, headers: Headers, url: str) -> ParsedFeed | str:
+    document = feedparser.parse(io.BytesIO(body), response_headers=_response_headers(headers, url))
+    entries = [_entry(raw) for raw in document.get("entries", [])]
+    judgement = _judge_bozo(document, has_entries=bool(entries))
+    if judgement.fatal:
+        return judgement.message
+    channel = document.get("feed", {})
+    return ParsedFeed(
+        title=_plain_text(channel.get("title")) or None,
+        link=_text(channel.get("link")),
+        entries=tuple(entries),
+        ttl_minutes=_ttl_minutes(channel.get("ttl")),
+        warning=judgement.message or None,
+    )
+
+
+def _response_headers(headers: Headers, url: str) -> dict[str, str]:
+    """Header names lower-cased as feedparser expects; Content-Location absolute so relative links resolve."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    lowered = {str(name).lower(): str(value) for name, value in pairs}
+    lowered["content-location"] = urljoin(url, lowered.get("content-location", ""))
+    return lowered
+
+
+class _Judgement:
+    def __init__(self, message: str = "", *, fatal: bool = False) -> None:
+        self.message = message
+        self.fatal = fatal
+
+
+def _judge_bozo(document: Any, *, has_entries: bool) -> _Judgement:
+    """Apply the bozo policy (see the module docstring)."""
+    is_feed = has_entries or bool(document.get("version"))
+    if not document.get("bozo"):
+        return _Judgement() if is_feed else _Judgement("not a feed: no RSS or Atom document", fatal=True)
+    error = document.get("bozo_exception")
+    described = f"{type(error).__name__}: {error}"
+    if isinstance(error, _BENIGN_BOZO) and is_feed:
+        return _Judgement(described)
+    if has_entries:
+        return _Judgement(f"recovered from {described}")
+    return _Judgement(f"not a feed: {described}", fatal=True)
+
+
+def _entry(raw: Any) -> Entry:
+    return Entry(
+        guid=_text(raw.get("id")),
+        link=_text(raw.get("link")),
+        title=_plain_text(raw.get("title")),
+        summary_html=_summary_html(raw),
+        published=_published(raw),
+        author=_text(raw.get("author")),
+    )
+
+
+def _text(value: object) -> str | None:
+    """A stripped non-empty string, else None."""
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _plain_text(value: object) -> str:
+    """A title as plain text, on one line: tags stripped, entities decoded (feedparser already decoded one
+    level, so double-escaped titles come out right)."""
+    if not isinstance(value, str):
+        return ""
+    return _SPACE.sub(" ", html_to_text(value)).strip()
+
+
+def _summary_html(raw: Any) -> str:
+    """The richest HTML body: the first ``content`` value when longer than the summary."""
+    summary = raw.get("summary")
+    summary = summary if isinstance(summary, str) else ""
+    contents = raw.get("content") or []
+    content = contents[0].get("value") if contents else None
+    if isinstance(content, str) and len(content) > len(summary):
+        return content
+    return summary
+
+
+def _published(raw: Any) -> datetime | None:
+    """Published (else updated) time as an aware UTC datetime; feedparser normalises to UTC struct_time."""
+    for key in ("published_parsed", "updated_parsed"):
+        parsed = raw.get(key)
+        if parsed:
+            try:
+                year, month, day, hour, minute, second = parsed[:6]
+                return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+            except (TypeError, ValueError, OverflowError):
+                continue
+    return None
+
+
+def _ttl_minutes(value: object) -> int | None:
+    text = _text(value)
+    if text is None or not text.isdigit():
+        return None
+    minutes = int(text)
+    return minutes if 0 < minutes <= _MAX_TTL_MINUTES else None
+
+
+class ParserPool:
+    """Parses feeds in worker processes with a wall-clock limit, so the event loop never waits on feedparser.
+
+    A parse that exceeds its time limit has its worker killed (the whole pool is replaced: concurrent.futures
+    cannot tell which worker runs which task; parses that were running in the killed pool are retried once).
+    Workers run with an address-space limit. At most ``max_workers`` parses run at once; the time limit starts
+    when a worker is free, not while waiting for one.
+    """
+
+    def __init__(
+        self, max_workers: int | None = None, *, memory_limit: int | None = WORKER_MEMORY_LIMIT
+    ) -> None:
+        self._max_workers = max_workers or os.cpu_count() or 1
+        self._memory_limit = memory_limit
+        self._slots = asyncio.Semaphore(self._max_workers)
+        self._executor = self._new_executor()
+
+    async def parse(self, body: bytes, headers: Headers, url: str, *, time_limit: float = 10.0) -> ParsedFeed:
+        """Parse in a worker; raise ParseError if not a feed, on timeout, or if the worker dies."""
+        header_pairs = tuple(
+            (str(k), str(v)) for k, v in (headers.items() if isinstance(headers, Mapping) else headers)
+        )
+        async with self._slots:
+            outcome = await self._run(body, header_pairs, url, time_limit)
+        if isinstance(outcome, str):
+            raise ParseError(url, outcome)
+        return outcome
+
+    async def _run(self, body: bytes, headers: Headers, url: str, time_limit: float) -> ParsedFeed | str:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + time_limit
+        for attempt in (1, 2):
+            executor = self._executor
+            future: Future[ParsedFeed | str] = executor.submit(parse_in_worker, body, headers, url)
+            try:
+                return await asyncio.wait_for(asyncio.wrap_future(future), deadline - loop.time())
+            except asyncio.TimeoutError:
+                self._replace(executor)
+                raise ParseError(url, "parse time limit exceeded") from None
+            except BrokenProcessPool as exc:
+                self._replace(executor)
+                if attempt == 2 or loop.time() >= deadline:
+                    raise ParseError(url, "parse worker died") from exc
+        raise AssertionError("unreachable")
+
+    def worker_pids(self) -> tuple[int, ...]:
+        """Process ids of the current workers (for logs and tests)."""
+        return tuple(p.pid for p in (self._executor._processes or {}).values() if p.pid is not None)
+
+    def close(self) -> None:
+        """Stop every worker now, busy or not."""
+        _kill(self._executor)
+
+    def __enter__(self) -> ParserPool:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        # forkserver: workers never inherit the daemon's threads or locks; preloading makes them start fast.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["alertd.parse"])
+        return ProcessPoolExecutor(
+            max_workers=self._max_workers,
+            mp_context=context,
+            initializer=_limit_memory,
+            initargs=(self._memory_limit,),
+        )
+
+    def _replace(self, executor: ProcessPoolExecutor) -> None:
+        if self._executor is executor:
+            self._executor = self._new_executor()
+        _kill(executor)
+
+
+def _kill(executor: ProcessPoolExecutor) -> None:
+    """Kill the executor's workers (a spinning regex ignores polite requests) and shut it down."""
+    # ProcessPoolExecutor has no public way to reach its processes.
+    processes = list((executor._processes or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.kill()  # the executor's manager thread notices and joins them
+
+
+def _limit_memory(limit: int | None) -> None:
+    """Worker initializer: cap the address space so a hostile document cannot exhaust the host's memory."""
+    if limit is None:
+        return
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
