@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -33,7 +33,7 @@ log = logging.getLogger("alertd")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level, os.environ)
+    _setup_logging(args.log_level, args.log_format, os.environ)
     try:
         result: int = args.handler(args)
     except ConfigError as exc:
@@ -62,11 +62,14 @@ def _build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default: info"
     )
+    common.add_argument(
+        "--log-format", default="text", choices=["text", "json"], help="json: one JSON object per line"
+    )
     def usage(_args: argparse.Namespace) -> int:
         parser.print_help()
         return EXIT_USAGE
 
-    parser.set_defaults(handler=usage, log_level="info")
+    parser.set_defaults(handler=usage, log_level="info", log_format="text")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run = commands.add_parser("run", parents=[common], help="run the daemon in the foreground")
@@ -90,25 +93,55 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--since", default="7d", help="how far back, e.g. 7d, 12h (default: 7d)")
     replay.add_argument("--topic", help="only this topic id")
+    replay.add_argument(
+        "--deliver", action="store_true", help="also queue these matches for the subscribers' next digests"
+    )
     replay.set_defaults(handler=cmd_replay)
+
+    status = commands.add_parser("status", parents=[common], help="what the daemon is doing (works when stopped)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=cmd_status)
 
     init = commands.add_parser("init", help="write a commented example config and watchlist into DIR")
     init.add_argument("directory", type=Path)
     init.add_argument("--force", action="store_true", help="overwrite existing files")
-    init.set_defaults(handler=cmd_init, log_level="info")
+    init.set_defaults(handler=cmd_init)
     return parser
 
 
-class _Formatter(logging.Formatter):
+class _TextFormatter(logging.Formatter):
+    """One line per event; multi-line messages (config errors) are indented under their first line."""
+
     def __init__(self, timestamps: bool) -> None:
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if timestamps else "%(levelname)s %(name)s: %(message)s"
         super().__init__(fmt, datefmt="%Y-%m-%dT%H:%M:%S%z")
 
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\n", "\n    ")
 
-def _setup_logging(level: str, environ: dict[str, str] | os._Environ[str]) -> None:
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _setup_logging(level: str, log_format: str, environ: Mapping[str, str]) -> None:
     """One line per event on stdout; journald adds timestamps itself, so we don't when it is listening."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(_Formatter(timestamps="JOURNAL_STREAM" not in environ))
+    if log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(_TextFormatter(timestamps="JOURNAL_STREAM" not in environ))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -261,7 +294,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_OK
     counts: dict[str, int] = {}
     total = 0
-    with Store.open(config.state_path, readonly=True) as store:
+    found: list[tuple[str, Match]] = []
+    with Store.open(config.state_path, readonly=not args.deliver) as store:
         for item, first_seen in store.items_since(_now() - window):
             total += 1
             matches = [
@@ -269,13 +303,37 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 for m in match_item(watchlist, item.title, item.summary_text, feed_name=item.feed_name, link=item.link or "")
                 if not args.topic or m.topic_id == args.topic
             ]
+            found.extend((item.key, m) for m in matches)
             for m in matches:
                 counts[m.topic_id] = counts.get(m.topic_id, 0) + 1
                 local = first_seen.astimezone().strftime("%Y-%m-%d %H:%M")
                 print(f"{local}  [{m.topic_id}]  {item.title}  ({item.feed_name})")
                 print(f"    why: {', '.join(m.terms)}" + (f"  → {item.link}" if item.link else ""))
+        if args.deliver:
+            added = store.add_matches(found, _now())
     summary = ", ".join(f"{topic}: {n}" for topic, n in counts.items()) or "no matches"
     print(f"\n{total} stored items since {args.since} ago; {summary}")
+    if args.deliver:
+        print(f"{added} new matches queued for the subscribers' next digests (already delivered ones are skipped)")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from alertd.config import load_config
+    from alertd.status import collect_status, format_status
+    from alertd.store import Store
+
+    config = load_config(_config_path(args))
+    if not config.state_path.exists():
+        print(f"no state yet at {config.state_path}: alertd has never run with this config")
+        return EXIT_OK
+    now = _now()
+    with Store.open(config.state_path, readonly=True) as store:
+        status = collect_status(config, store, now)
+    if args.json:
+        print(json.dumps(status.as_json(), ensure_ascii=False, indent=2))
+    else:
+        print(format_status(status, now))
     return EXIT_OK
 
 

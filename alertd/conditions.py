@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from alertd.termindex import Hit
@@ -49,6 +49,22 @@ class Near:
 
 
 Node = Leaf | AnyTerm | AllOf | AnyOf | Not | Near
+
+
+def all_of(children: list[Node]) -> Node:
+    """An AND node whose cheap children (plain term checks) run first, so most items fail fast."""
+    ordered = sorted(children, key=_cost)
+    return ordered[0] if len(ordered) == 1 else AllOf(tuple(ordered))
+
+
+def _cost(node: Node) -> int:
+    if isinstance(node, Leaf | AnyTerm):
+        return 0
+    if isinstance(node, Near):
+        return 2
+    if isinstance(node, Not):
+        return 3
+    return 1
 
 
 def any_of(children: list[Node]) -> Node:
@@ -157,3 +173,34 @@ def all_terms(node: Node) -> Iterator[int]:
             yield from all_terms(child)
     else:
         yield from positive_terms(node)
+
+
+Predicate = Callable[[Hits], bool]
+
+
+def compile_predicate(node: Node) -> Predicate:
+    """``node`` as one Python function of the hits, equivalent to :func:`evaluate` but without a tree walk.
+
+    The generated source only holds operators, integers and references to constants kept in a list, never
+    text from the watchlist.
+    """
+    constants: list[object] = []
+    source = f"lambda h: {_expression(node, constants)}"
+    namespace: dict[str, object] = {"c": constants, "near": _near}
+    function: Predicate = eval(source, namespace)  # noqa: S307 - built from our own node types only
+    return function
+
+
+def _expression(node: Node, constants: list[object]) -> str:
+    if isinstance(node, Leaf):
+        return f"({int(node.term_id)} in h)"
+    if isinstance(node, AnyTerm | Near):
+        constants.append(node.term_ids if isinstance(node, AnyTerm) else node)
+        index = len(constants) - 1
+        return f"(not c[{index}].isdisjoint(h))" if isinstance(node, AnyTerm) else f"near(c[{index}], h)"
+    if isinstance(node, Not):
+        return f"(not {_expression(node.child, constants)})"
+    parts = [_expression(child, constants) for child in node.children]
+    if isinstance(node, AllOf):
+        return "(" + " and ".join(parts) + ")" if parts else "True"
+    return "(" + " or ".join(parts) + ")" if parts else "False"

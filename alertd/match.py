@@ -6,9 +6,10 @@ term that fired (plus the rare topic that can match without any) are then evalua
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from alertd.conditions import evaluate, evidence
+from alertd.conditions import evidence
 from alertd.models import Match, Span
 from alertd.normalise import normalise
 from alertd.termindex import Hit
@@ -44,10 +45,11 @@ def match_item(
 
 def find_hits(watchlist: Watchlist, title: str, summary: str, link: str = "") -> dict[int, list[Hit]]:
     """Hits of every watchlist term in the item's fields, keyed by term id."""
-    hits: dict[int, list[Hit]] = {}
-    for field_name, text in (("title", title), ("summary", summary), ("link", link)):
-        for term_id, found in watchlist.index.find(field_name, text).items():
-            hits.setdefault(term_id, []).extend(found)
+    hits: dict[int, list[Hit]] = defaultdict(list)
+    index = watchlist.index
+    index.find("title", title, hits)
+    index.find("summary", summary, hits)
+    index.find("link", link, hits)
     return hits
 
 
@@ -60,9 +62,7 @@ def _match_topic(
 ) -> Match | None:
     if not topic.accepts_feed(feed_name, feed_tags):
         return None
-    if not evaluate(topic.condition, hits):
-        return None
-    if topic.veto is not None and evaluate(topic.veto, hits):
+    if not topic.matches(hits) or topic.vetoed(hits):
         return None
     fired = evidence(topic.condition, hits) or []
     fired = list(dict.fromkeys(fired))

@@ -2,66 +2,69 @@
 
 Both sides go through the same steps, so a term matches whatever spelling normalises like it:
 
-* words are runs of letters and digits (underscores and punctuation separate words; combining accents stay
-  with their letter), so a term never matches inside another word (``Temu`` never fires on ``Temuco``);
-* French elision is dropped at the start of a word (``l'``, ``d'``, ``qu'``, ``jusqu'``, ``lorsqu'``...,
-  with straight or typographic apostrophes), so ``d'Alibaba`` is the word ``alibaba``;
+* words are runs of letters and digits; punctuation, apostrophes, hyphens and underscores separate words
+  (combining accents stay with their letter), so a term never matches inside another word (``Temu`` never
+  fires on ``Temuco``);
 * each word is folded: Unicode compatibility decomposition (NFKD: ligatures, full-width letters), accents
   dropped, case folded, ``œ``/``æ`` spelled out;
+* French elision: an apostrophe separates words, so ``d'Alibaba`` contains the word ``alibaba``; a term that
+  starts with an elided article (``l'export``) drops it (:func:`term_words`), and :func:`normalise` drops
+  every elided article (``l'``, ``d'``, ``qu'``, ``jusqu'``, ``lorsqu'``..., straight or typographic);
 * inflection (``exportation`` → ``exportations``, ``exportateur``, ``exporter``...) is expanded on the term
   side by :func:`inflected_forms`, so item words are only folded, never stemmed.
 
-Every :class:`Token` keeps its character range in the original text, which is how a match points back at the
-exact words the reader sees.
+:class:`Tokens` keeps each word's character range in the original text, which is how a match points back at
+the exact words the reader sees. The common case runs in C: one ``str.translate`` that keeps every offset,
+then ``str.split``; offsets are only computed for texts where some term fired.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Container
+from collections.abc import Container, Sequence
+from itertools import pairwise
 
 ELISIONS = ("l", "d", "j", "m", "n", "s", "t", "c", "qu", "jusqu", "lorsqu", "puisqu", "quoiqu")
 APOSTROPHES = "'’ʼ‘`´′"
 HYPHENS = "-‐‑"
 
-_WORD = r"[^\W_](?:[^\W_]|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff])*"
-_ELISION = r"(?:\b(?:" + "|".join(sorted(ELISIONS, key=len, reverse=True)) + r")[" + APOSTROPHES + r"])"
-_TOKEN = re.compile(f"{_ELISION}?({_WORD})", re.IGNORECASE)
-_PLAIN_WORD = re.compile(_WORD)
-# What separates two words of one phrase: spaces, hyphens, apostrophes or one joining mark (JD.com, R&D);
-# anything else (a comma, a colon, a full stop and a space, a spaced dash) ends the phrase.
-_PHRASE_GAP = re.compile(
-    r"\s*" + _ELISION + r"?|\s*&\s*|[" + re.escape(HYPHENS + APOSTROPHES + ".&/+") + "]",
+_WORD = re.compile(r"[^\W_](?:[^\W_]|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff])*")
+_ELIDED = re.compile(
+    r"\b(?:" + "|".join(sorted(ELISIONS, key=len, reverse=True)) + r")[" + APOSTROPHES + r"](?=\w)",
     re.IGNORECASE,
 )
+# What separates two words of one phrase: spaces, or one hyphen, apostrophe or joining mark (JD.com, R&D);
+# anything else (a comma, a colon, a full stop and a space, a spaced dash) ends the phrase.
+_PHRASE_GAP = re.compile(r"\s+|\s*&\s*|[" + re.escape(HYPHENS + APOSTROPHES + ".&/+") + "]")
+_RUN = re.compile(r"[^\s-]+")
+_NON_BMP = re.compile("[\U00010000-\U0010ffff]")
+_UNSUPPORTED = "\x00"
 
 # Letters that NFKD does not decompose but a reader treats as two letters or an accented letter.
 _SPELLED_OUT = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "ł": "l"})
+_ELISION_SET = frozenset(ELISIONS)
 
 _fold_cache: dict[str, str] = {}
 _cased_cache: dict[str, str] = {}
 
 
 class Tokens:
-    """The words of one text: folded forms, and their ``[start, end)`` ranges in the original text.
-
-    Ranges are found lazily: most texts share no word with the watchlist and never need them.
-    """
+    """The folded words of one text and, on demand, their ``[start, end)`` ranges in the original text."""
 
     __slots__ = ("_ends", "_spaced", "_starts", "text", "words")
 
     def __init__(
         self,
         text: str,
-        words: tuple[str, ...],
+        words: Sequence[str],
         spaced: str | None = None,
         starts: tuple[int, ...] = (),
         ends: tuple[int, ...] = (),
     ) -> None:
         self.text = text
         self.words = words
-        self._spaced = spaced  # the fast path's same-length folded copy of text (see tokenise)
+        self._spaced = spaced  # the fast path's same-length folded copy of text, until offsets are found
         self._starts = starts
         self._ends = ends
 
@@ -71,30 +74,35 @@ class Tokens:
     @property
     def starts(self) -> tuple[int, ...]:
         """Start offset of each word in the original text."""
-        if self._spaced is not None and len(self._starts) != len(self.words):
-            self._find_positions(self._spaced)
+        if self._spaced is not None:
+            self._find_offsets(self._spaced)
         return self._starts
 
     @property
     def ends(self) -> tuple[int, ...]:
         """End offset (exclusive) of each word in the original text."""
-        if self._spaced is not None and len(self._ends) != len(self.words):
-            self._find_positions(self._spaced)
+        if self._spaced is not None:
+            self._find_offsets(self._spaced)
         return self._ends
 
-    def _find_positions(self, spaced: str) -> None:
+    def _find_offsets(self, spaced: str) -> None:
         found = list(_RUN.finditer(spaced))
         self._starts = tuple(m.start() for m in found)
         self._ends = tuple(m.end() for m in found)
+        self._spaced = None
 
     def cased(self, index: int) -> str:
         """The word at ``index`` with accents folded but its case kept, for exact-case terms."""
         return fold_keep_case(self.text[self.starts[index] : self.ends[index]])
 
+    def joined(self, index: int) -> bool:
+        """True when word ``index`` and the next one can belong to one phrase (no punctuation between)."""
+        return _PHRASE_GAP.fullmatch(self.text, self.ends[index], self.starts[index + 1]) is not None
+
     def short_hyphen_pairs(self, wanted: Container[str]) -> list[tuple[int, str]]:
         """``(i, joined)`` for words ``i`` and ``i + 1`` joined by one hyphen, where one side has at most
         two letters (``e-commerce`` gives ``ecommerce``) and ``joined`` is in ``wanted``."""
-        if self._spaced is not None and not self._may_join(wanted):
+        if not self._may_join(wanted):
             return []
         words, starts, ends, text = self.words, self.starts, self.ends, self.text
         return [
@@ -107,19 +115,15 @@ class Tokens:
         ]
 
     def _may_join(self, wanted: Container[str]) -> bool:
-        """Cheap test on the fast path's spaced text: does any hyphenated pair join into a wanted word?"""
-        assert self._spaced is not None
+        """A cheap first look on the folded text: can some hyphenated pair form a wanted word?"""
+        if self._spaced is None:
+            return True
         for chunk in [c for c in self._spaced.split() if "-" in c]:
-            for piece in chunk.split("'"):
-                parts = piece.split("-")
-                for a, b in zip(parts, parts[1:]):
-                    if a and b and min(len(a), len(b)) <= 2 and a + b in wanted:
-                        return True
+            parts = chunk.split("-")
+            for a, b in pairwise(parts):
+                if a and b and min(len(a), len(b)) <= 2 and a + b in wanted:
+                    return True
         return False
-
-    def joined(self, index: int) -> bool:
-        """True when word ``index`` and the next one can belong to one phrase (no punctuation between)."""
-        return _PHRASE_GAP.fullmatch(self.text, self.ends[index], self.starts[index + 1]) is not None
 
 
 def fold_keep_case(word: str) -> str:
@@ -144,98 +148,105 @@ def fold(word: str) -> str:
 
 
 def tokenise(text: str) -> Tokens:
-    """Split ``text`` into folded words, dropping French elisions, keeping original offsets."""
-    if _NEEDS_WORD_FOLDING.search(text) is None:
-        # Fast path, all in C: one translate folds letters and turns punctuation into spaces, then
-        # elisions are blanked out; every offset stays that of the original text.
-        spaced = text.translate(_SPACED_FOLD)
-        if "'" in spaced:
-            spaced = _FAST_ELISION.sub(_blank, spaced)
-            words = spaced.replace("'", " ").replace("-", " ").split()
-        else:
-            words = spaced.replace("-", " ").split()
-        return Tokens(text, tuple(words), spaced)
-    return _tokenise_word_by_word(text)
-
-
-def _blank(found: re.Match[str]) -> str:
-    return " " * (found.end() - found.start())
+    """Split ``text`` into folded words, keeping their offsets in ``text``."""
+    spaced = text.translate(_SPACED_FOLD)
+    if _UNSUPPORTED in spaced or _NON_BMP.search(text) is not None:
+        return _tokenise_word_by_word(text)
+    words = spaced.replace("-", " ").split() if "-" in spaced else spaced.split()
+    return Tokens(text, words, spaced)
 
 
 def _tokenise_word_by_word(text: str) -> Tokens:
     """The general path, for texts with characters whose folded form is not one character (œ, ﬁ, é)."""
-    words: list[str] = []
-    starts: list[int] = []
-    ends: list[int] = []
-    for found in _TOKEN.finditer(text):
-        words.append(fold(found.group(1)))
-        starts.append(found.start(1))
-        ends.append(found.end(1))
-    return Tokens(text, tuple(words), None, tuple(starts), tuple(ends))
+    found = list(_WORD.finditer(text))
+    words = tuple(fold(m.group()) for m in found)
+    return Tokens(text, words, None, tuple(m.start() for m in found), tuple(m.end() for m in found))
 
 
-def _spaced_fold_table() -> tuple[list[str], re.Pattern[str]]:
-    """A translate table that folds each letter or digit to one character and turns the rest into spaces
-    (apostrophes into ``'``), and a pattern for the texts it cannot handle: characters outside its range,
-    combining marks, letters whose folded form is not one character (œ, ß, ﬁ).
-
-    The table is a list indexed by code point: ``str.translate`` looks a list up about 3x faster than a dict.
-    """
-    table = [chr(code) for code in range(0x10000)]
-    unsupported: list[str] = []
-    covered = ((0x00, 0x3040), (0xFB00, 0xFB50), (0xFF00, 0xFFF0))
-    for code in (c for low, high in covered for c in range(low, high)):
+def _spaced_fold_table() -> list[str]:
+    """The fast path's ``str.translate`` table, indexed by code point (a list is looked up ~3x faster than
+    a dict): each letter or digit folds to one character, hyphens become ``-``, anything else that is not a
+    word character becomes a space, and characters the fast path cannot fold (combining marks, letters
+    folding to several characters such as œ, ß, ﬁ) become ``\\x00``, which sends the text to the general
+    path."""
+    table = []
+    for code in range(0x10000):
         char = chr(code)
-        if char in APOSTROPHES:
-            table[code] = "'"
-        elif char in HYPHENS:
-            table[code] = "-"
-        elif unicodedata.combining(char):
-            unsupported.append(char)
+        if char in HYPHENS:
+            table.append("-")
+        elif unicodedata.combining(char) or char == _UNSUPPORTED:
+            table.append(_UNSUPPORTED)
         elif not char.isalnum():
-            table[code] = " "
+            table.append(" ")
         else:
-            decomposed = unicodedata.normalize("NFKD", char.translate(_SPELLED_OUT))
-            folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-            if len(folded) != 1 or not folded.isalnum():
-                unsupported.append(char)
-            elif folded != char:
-                table[code] = folded
-    outside = "".join(f"\\u{low:04x}-\\u{high - 1:04x}" for low, high in covered)
-    pattern = "[" + re.escape("".join(unsupported)) + "]|[^" + outside + "]"
-    return table, re.compile(pattern)
+            folded = fold(char)
+            table.append(folded if len(folded) == 1 and folded.isalnum() else _UNSUPPORTED)
+    return table
 
 
-_SPACED_FOLD, _NEEDS_WORD_FOLDING = _spaced_fold_table()
-_ELISION_SET = frozenset(ELISIONS)
-_RUN = re.compile(r"[^\s'-]+")
-_FAST_ELISION = re.compile(
-    r"(?<![^\s'-])(?:" + "|".join(sorted(ELISIONS, key=len, reverse=True)) + r")'(?=[^\s'-])"
-)
+_SPACED_FOLD = _spaced_fold_table()
+_fold_cache.clear()
+_cased_cache.clear()
+
+
+def term_words(text: str) -> tuple[str, ...]:
+    """The words of a watchlist term: like :func:`tokenise`, less a leading elided article (``l'export``)."""
+    return tuple(tokenise(_ELIDED.sub("", text, count=1) if _ELIDED.match(text.lstrip()) else text).words)
+
 
 def normalise(text: str) -> str:
-    """The normalised form of ``text``: folded words without elisions, separated by single spaces."""
-    return " ".join(tokenise(text).words)
+    """The normalised form of ``text``: folded words, elided articles dropped, separated by single spaces."""
+    return " ".join(tokenise(_ELIDED.sub(" ", text)).words)
 
 
-def elided_prefixes(text: str) -> list[str]:
-    """The elisions (``l'``, ``qu'``...) that normalisation drops from ``text``, as written."""
-    return [found.group(0)[: found.start(1) - found.start(0)] for found in _TOKEN.finditer(text)
-            if found.start(1) > found.start(0)]
+def leading_elision(text: str) -> str | None:
+    """The elided article a term starts with (``l'`` in ``l'export``), as written, or None."""
+    found = _ELIDED.match(text.lstrip())
+    return found.group() if found else None
 
 
 # --- inflection -----------------------------------------------------------------------------------------
 
 # Derivational endings stripped to find a root shared by a family of words (export-ation, export-ateur...).
 _DERIVATIONS = (
-    "atrices", "atrice", "ateurs", "ateur", "ations", "ation", "ements", "ement",
-    "ers", "er", "ings", "ing", "ees", "ee", "ed",
-)  # fmt: skip
+    "atrices",
+    "atrice",
+    "ateurs",
+    "ateur",
+    "ations",
+    "ation",
+    "ements",
+    "ement",
+    "ers",
+    "er",
+    "ings",
+    "ing",
+    "ees",
+    "ee",
+    "ed",
+)
 # What a root takes: nouns, agents, verb forms in French and English.
 _FAMILY = (
-    "", "s", "e", "es", "er", "ers", "ent", "ee", "ees", "ez", "ed", "ing", "ings",
-    "ation", "ations", "ateur", "ateurs", "atrice", "atrices",
-)  # fmt: skip
+    "",
+    "s",
+    "e",
+    "es",
+    "er",
+    "ers",
+    "ent",
+    "ee",
+    "ees",
+    "ez",
+    "ed",
+    "ing",
+    "ings",
+    "ation",
+    "ations",
+    "ateur",
+    "ateurs",
+    "atrice",
+    "atrices",
+)
 _MIN_ROOT = 4
 
 
@@ -285,8 +296,3 @@ def _adjective_forms(word: str) -> set[str]:
     elif not word.endswith("e"):
         forms |= {word + "e", word + "es"}
     return forms
-
-
-def plain_words(text: str) -> list[str]:
-    """Words of ``text`` without dropping elisions (to tell the user what elision removed)."""
-    return _PLAIN_WORD.findall(text)

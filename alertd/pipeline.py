@@ -10,6 +10,7 @@ transaction. The pure stages decide; these functions only carry data between the
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import hashlib
@@ -17,7 +18,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
@@ -29,10 +30,11 @@ from alertd.config import Config, FeedConfig, SubscriberConfig
 from alertd.deliver import deliver
 from alertd.digest import build_digest, digest_id_for
 from alertd.errors import ParseError, PermanentDeliveryError, TransientDeliveryError
+from alertd.failpoint import failpoint
 from alertd.fetch import FetchPolicy, fetch_feed
 from alertd.identify import identify
 from alertd.match import match_item
-from alertd.models import FetchStatus, FeedHealth, Item, Match
+from alertd.models import FeedHealth, FetchStatus, Item, Match
 from alertd.parse import ParserPool
 from alertd.render import render_digest
 from alertd.store import FeedState, PollOutcome, Store
@@ -59,6 +61,8 @@ class Runtime:
     fetch_policy: FetchPolicy
     smtp_password: str | None = None
     rng: random.Random = field(default_factory=random.Random)
+    # One drain at a time: two concurrent drains would both pick the same due message and send it twice.
+    delivery_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +139,9 @@ async def poll_feed(rt: Runtime, feed: FeedConfig, now: datetime) -> PollReport:
         seen_keys=[item.key for item in items if item.key in known],
         matches=matches,
     )
+    failpoint("after_fetch_before_commit")
     rt.store.record_poll(outcome, now)
+    failpoint("after_poll_commit")
     status = "seeded" if seeding else "ok"
     if seeding:
         log.info("feed %s: first poll, %d items marked seen without alerting", feed.name, len(new_items))
@@ -269,9 +275,11 @@ def _queue_digest(
     rendered = render_pending_digest(rt, subscriber, now, health)
     assert rendered is not None
     message, _ = rendered
+    failpoint("before_outbox_commit")
     outbox_id = rt.store.enqueue_digest(
         subscriber.email, str(message["Message-ID"]), message_bytes(message), pending, now
     )
+    failpoint("after_outbox_commit")
     log.info("digest for %s queued: %d matches (%s)", subscriber.email, len(pending), message["Message-ID"])
     return outbox_id
 
@@ -302,10 +310,16 @@ def message_bytes(message: EmailMessage) -> bytes:
 
 async def drain_outbox(rt: Runtime, now: datetime) -> list[DeliveryAttempt]:
     """Deliver every due outbox message; mark each sent only after the server (or mailbox) accepted it."""
+    async with rt.delivery_lock:
+        return await _drain_outbox(rt, now)
+
+
+async def _drain_outbox(rt: Runtime, now: datetime) -> list[DeliveryAttempt]:
     attempts: list[DeliveryAttempt] = []
     for queued in rt.store.due_outbox(now):
         message = email.message_from_bytes(queued.message, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
+        failpoint("before_delivery")
         try:
             await deliver(message, rt.config.delivery, base_dir=rt.config.path.parent, password=rt.smtp_password)
         except TransientDeliveryError as exc:
@@ -323,7 +337,9 @@ async def drain_outbox(rt: Runtime, now: datetime) -> list[DeliveryAttempt]:
             log.error("delivery to %s failed: %s", queued.subscriber, exc)
             attempts.append(DeliveryAttempt(queued.id, queued.subscriber, "failed", str(exc)))
         else:
+            failpoint("after_delivery_before_mark_sent")
             rt.store.mark_sent(queued.id, now)
+            failpoint("after_mark_sent")
             log.info("digest %s delivered to %s", queued.message_id, queued.subscriber)
             attempts.append(DeliveryAttempt(queued.id, queued.subscriber, "sent"))
     return attempts

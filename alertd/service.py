@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,11 +29,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from alertd import pipeline, schedule
+from alertd import failpoint, pipeline, schedule
 from alertd.config import Config, FeedConfig, SubscriberConfig, load_config
 from alertd.deliver import read_smtp_password
 from alertd.errors import ConfigError
 from alertd.fetch import FetchPolicy, make_client
+from alertd.notify import Notifier
 from alertd.parse import ParserPool
 from alertd.render import check_templates, load_templates
 from alertd.store import Store
@@ -41,6 +44,9 @@ log = logging.getLogger("alertd.service")
 
 STOP_TIMEOUT = 20.0
 OUTBOX_INTERVAL = timedelta(seconds=60)
+HEARTBEAT_INTERVAL = 1.0
+WATCH_INTERVAL = 2.0
+STATUS_INTERVAL = 30.0
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
 
 
@@ -127,6 +133,10 @@ class Daemon:
         self.rng = random.Random()
         self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
         self.rt: pipeline.Runtime | None = None
+        self.notifier = Notifier(environ)
+        self.heartbeat = time.monotonic()
+        self.watched: dict[Path, tuple[int, int] | None] = {}
+        self.last_delivery: datetime | None = None
 
     async def run(self, config: Config, watchlist: Watchlist) -> int:
         async with open_runtime(config, watchlist, self.environ) as rt:
@@ -135,6 +145,10 @@ class Daemon:
             self._install_signals()
             self._schedule_all()
             self.scheduler.start()
+            self.watched = _file_stamps(watched_files(config))
+            rt.store.daemon_started(os.getpid(), self.config_path, self.now())
+            self.notifier.ready(self.status_line())
+            watchdog = asyncio.create_task(self._watchdog()) if self.notifier.watchdog_interval else None
             log.info(
                 "alertd started: %d feeds, %d topics, %d subscribers, delivery %s",
                 len(config.feeds),
@@ -150,7 +164,11 @@ class Daemon:
                 if self.reload_requested.is_set() and not self.stopping.is_set():
                     self.reload_requested.clear()
                     self.reload()
+            if watchdog is not None:
+                watchdog.cancel()
             await self._shutdown()
+            rt.store.daemon_stopped(self.now())
+        self.notifier.close()
         log.info("alertd stopped")
         return 0
 
@@ -165,12 +183,13 @@ class Daemon:
 
     def _on_stop(self, sig: signal.Signals) -> None:
         log.info("received %s: stopping (in-flight work gets %.0f s)", sig.name, STOP_TIMEOUT)
+        self.notifier.stopping()
         self.stopping.set()
 
     async def _shutdown(self) -> None:
         self.scheduler.shutdown(wait=False)
         if self.in_flight:
-            done, pending = await asyncio.wait(self.in_flight, timeout=STOP_TIMEOUT)
+            _, pending = await asyncio.wait(self.in_flight, timeout=STOP_TIMEOUT)
             for task in pending:
                 task.cancel()
             if pending:
@@ -212,6 +231,13 @@ class Daemon:
             next_run_time=self.now() + timedelta(seconds=5),
             replace_existing=True,
         )
+        self.scheduler.add_job(self._beat, IntervalTrigger(seconds=HEARTBEAT_INTERVAL), id="heartbeat")
+        if failpoint.armed("stall_loop"):
+            self.scheduler.add_job(
+                _stall_loop, DateTrigger(run_date=self.now() + timedelta(seconds=3)), id="stall"
+            )
+        self.scheduler.add_job(self._watch_files, IntervalTrigger(seconds=WATCH_INTERVAL), id="watch-files")
+        self.scheduler.add_job(self._report_status, IntervalTrigger(seconds=STATUS_INTERVAL), id="status")
 
     def _schedule_feed(self, feed: FeedConfig) -> None:
         assert self.rt is not None
@@ -263,16 +289,78 @@ class Daemon:
         assert self.rt is not None
         await pipeline.drain_outbox(self.rt, self.now())
 
+    # --- health --------------------------------------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        """The scheduler's heartbeat: the watchdog only pets systemd while this keeps advancing."""
+        self.heartbeat = time.monotonic()
+
+    async def _watchdog(self) -> None:
+        """Send WATCHDOG=1 at half the interval systemd asked for, but only while the heartbeat advances.
+
+        A stalled event loop stops both this task and the heartbeat; a scheduler that stopped running jobs
+        stops the heartbeat only. Either way systemd stops hearing from us and restarts the service.
+        """
+        interval = self.notifier.watchdog_interval
+        assert interval is not None
+        while True:
+            await asyncio.sleep(interval / 2)
+            if time.monotonic() - self.heartbeat <= max(interval / 2, HEARTBEAT_INTERVAL * 3):
+                self.notifier.watchdog()
+            else:
+                log.error("scheduler heartbeat stalled for %.0f s: not petting the watchdog", time.monotonic() - self.heartbeat)
+
+    async def _report_status(self) -> None:
+        assert self.rt is not None
+        self.rt.store.daemon_heartbeat(self.now())
+        self.notifier.status(self.status_line())
+
+    def status_line(self) -> str:
+        """One line for ``systemctl status``: feeds ok/failing, pending mail, last delivery."""
+        assert self.rt is not None
+        configured = {feed.url for feed in self.rt.config.feeds}
+        states = [state for state in self.rt.store.feeds() if state.url in configured]
+        failing = sum(1 for state in states if state.consecutive_failures or state.gone)
+        pending = len(self.rt.store.outbox(("pending",)))
+        sent = self.rt.store.last_sent_at()
+        last = sent.astimezone().strftime("%Y-%m-%d %H:%M") if sent else "never"
+        return (
+            f"{len(configured) - failing}/{len(configured)} feeds ok, {failing} failing; "
+            f"{pending} messages pending; last delivery {last}"
+        )
+
+    async def _watch_files(self) -> None:
+        """Reload when the config, the watchlist or an included file changed on disk."""
+        assert self.rt is not None
+        stamps = _file_stamps(self.watched)
+        if stamps != self.watched:
+            self.watched = stamps
+            log.info("configuration files changed on disk: reloading")
+            self.reload()
+
     # --- reload --------------------------------------------------------------------------------------------
 
     def reload(self) -> bool:
         """Reload config and watchlist; keep the running ones if the new files are invalid."""
         assert self.rt is not None
+        self.notifier.reloading()
         try:
             config, watchlist = load_all(self.config_path)
         except ConfigError as exc:
             log.error("reload failed, keeping the previous configuration:\n%s", exc)
+            self.rt.store.record_reload(False, str(exc), self.now())
+            self.notifier.ready(self.status_line())
             return False
+        self._apply(config, watchlist)
+        self.watched = _file_stamps(watched_files(config))
+        self.rt.store.record_reload(True, None, self.now())
+        self.notifier.ready(self.status_line())
+        return True
+
+    def _apply(self, config: Config, watchlist: Watchlist) -> None:
+        assert self.rt is not None
+        for line in describe_changes(self.rt.config, self.rt.watchlist, config, watchlist):
+            log.info("reload: %s", line)
         old = self.rt.config
         self.rt.config = config
         self.rt.watchlist = watchlist
@@ -292,10 +380,53 @@ class Daemon:
         for subscriber in config.subscribers:
             self._schedule_digest(subscriber)
         log.info(
-            "configuration reloaded: feeds +%d -%d, %d topics, %d subscribers",
-            len(new_feeds - old_feeds),
-            len(old_feeds - new_feeds),
+            "configuration reloaded: %d feeds, %d topics, %d subscribers",
+            len(config.feeds),
             len(watchlist.topics),
             len(config.subscribers),
         )
-        return True
+
+
+async def _stall_loop() -> None:
+    """Block the event loop on purpose (fail point ``stall_loop``): tests watch the watchdog go quiet."""
+    time.sleep(failpoint.STALL_SECONDS)  # noqa: ASYNC251 - blocking is the point
+
+
+def watched_files(config: Config) -> list[Path]:
+    """The files whose change on disk triggers a reload."""
+    files = [config.path, config.watchlist]
+    included = getattr(config, "feeds_file", None)
+    if isinstance(included, Path):
+        files.append(included)
+    return files
+
+
+def _file_stamps(paths: Iterable[Path]) -> dict[Path, tuple[int, int] | None]:
+    stamps: dict[Path, tuple[int, int] | None] = {}
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            stamps[path] = None
+        else:
+            stamps[path] = (stat.st_mtime_ns, stat.st_size)
+    return stamps
+
+
+def describe_changes(old: Config, old_watchlist: Watchlist, new: Config, new_watchlist: Watchlist) -> list[str]:
+    """Human-readable lines naming the feeds, topics and subscribers added, removed or modified."""
+    lines: list[str] = []
+
+    def compare(kind: str, before: dict[str, object], after: dict[str, object]) -> None:
+        for key in sorted(after.keys() - before.keys()):
+            lines.append(f"{kind} added: {key}")
+        for key in sorted(before.keys() - after.keys()):
+            lines.append(f"{kind} removed: {key}")
+        for key in sorted(before.keys() & after.keys()):
+            if before[key] != after[key]:
+                lines.append(f"{kind} modified: {key}")
+
+    compare("feed", {f.url: f for f in old.feeds}, {f.url: f for f in new.feeds})
+    compare("topic", {t.id: t for t in old_watchlist.topics}, {t.id: t for t in new_watchlist.topics})
+    compare("subscriber", {s.email: s for s in old.subscribers}, {s.email: s for s in new.subscribers})
+    return lines

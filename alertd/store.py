@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from alertd.errors import StoreError
+from alertd.failpoint import failpoint
 from alertd.models import Item, Match, MatchedItem, Span
 
 MIGRATIONS: tuple[str, ...] = (
@@ -93,6 +94,21 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deliveries_by_story ON deliveries (subscriber, topic_id, story_key);
     """,
+    # 2: the daemon's own state, so `alertd status` can report it whether or not the daemon runs.
+    """
+    CREATE TABLE daemon (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        pid INTEGER,
+        started_at TEXT,
+        heartbeat_at TEXT,
+        stopped_at TEXT,
+        config_path TEXT,
+        reload_at TEXT,
+        reload_ok INTEGER NOT NULL DEFAULT 1,
+        reload_error TEXT
+    );
+    INSERT INTO daemon (id) VALUES (1);
+    """,
 )
 
 
@@ -126,6 +142,20 @@ class FeedState:
     def seeded(self) -> bool:
         """True once the feed has been polled successfully at least once."""
         return self.first_success_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonState:
+    """What the running (or last) daemon wrote about itself."""
+
+    pid: int | None = None
+    started_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    stopped_at: datetime | None = None
+    config_path: str | None = None
+    reload_at: datetime | None = None
+    reload_ok: bool = True
+    reload_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +247,7 @@ class Store:
                 for statement in MIGRATIONS[number].split(";"):
                     if statement.strip():
                         db.execute(statement)
+                failpoint("mid_migration")
                 db.execute(f"PRAGMA user_version = {number + 1}")
 
     def integrity_check(self) -> str:
@@ -375,6 +406,17 @@ class Store:
         ).fetchall()
         return [_matched_from_row(row) for row in rows]
 
+    def add_matches(self, matches: Sequence[tuple[str, Match]], now: datetime) -> int:
+        """Record matches found outside a poll (``replay --deliver``); existing (item, topic) pairs are kept."""
+        with self.transaction() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO matches (item_key, topic_id, terms, spans, score, matched_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(key, m.topic_id, *_encode_match(m), _iso(now)) for key, m in matches],
+            )
+            return db.total_changes - before
+
     def enqueue_digest(
         self,
         email: str,
@@ -402,6 +444,11 @@ class Store:
             )
             db.execute("UPDATE subscribers SET last_digest_at = ? WHERE email = ?", (_iso(now), email))
         return outbox_id
+
+    def last_digest_at(self, email: str) -> datetime | None:
+        """When the subscriber's schedule was last served (None for a subscriber never seen)."""
+        row = self._db.execute("SELECT last_digest_at FROM subscribers WHERE email = ?", (email,)).fetchone()
+        return _time(row[0]) if row else None
 
     def mark_digest_time(self, email: str, now: datetime) -> None:
         """A digest was due but had nothing to say: remember that it was considered."""
@@ -435,6 +482,10 @@ class Store:
                 (_iso(now), outbox_id),
             )
 
+    def last_sent_at(self) -> datetime | None:
+        row = self._db.execute("SELECT MAX(sent_at) FROM outbox WHERE status = 'sent'").fetchone()
+        return _time(row[0]) if row else None
+
     def mark_retry(self, outbox_id: int, error: str, next_attempt_at: datetime) -> None:
         with self.transaction() as db:
             db.execute(
@@ -457,6 +508,46 @@ class Store:
                 (_iso(now), outbox_id),
             )
         return cursor.rowcount == 1
+
+    # --- the daemon itself ----------------------------------------------------------------------------------
+
+    def daemon_started(self, pid: int, config_path: Path, now: datetime) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE daemon SET pid = ?, started_at = ?, heartbeat_at = ?, stopped_at = NULL, config_path = ?,"
+                " reload_at = ?, reload_ok = 1, reload_error = NULL WHERE id = 1",
+                (pid, _iso(now), _iso(now), str(config_path), _iso(now)),
+            )
+
+    def daemon_heartbeat(self, now: datetime) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE daemon SET heartbeat_at = ? WHERE id = 1", (_iso(now),))
+
+    def daemon_stopped(self, now: datetime) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE daemon SET stopped_at = ? WHERE id = 1", (_iso(now),))
+
+    def record_reload(self, ok: bool, error: str | None, now: datetime) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE daemon SET reload_at = ?, reload_ok = ?, reload_error = ? WHERE id = 1",
+                (_iso(now), int(ok), error),
+            )
+
+    def daemon_state(self) -> DaemonState:
+        row = self._db.execute("SELECT * FROM daemon WHERE id = 1").fetchone()
+        if row is None:
+            return DaemonState()
+        return DaemonState(
+            pid=row["pid"],
+            started_at=_time(row["started_at"]),
+            heartbeat_at=_time(row["heartbeat_at"]),
+            stopped_at=_time(row["stopped_at"]),
+            config_path=row["config_path"],
+            reload_at=_time(row["reload_at"]),
+            reload_ok=bool(row["reload_ok"]),
+            reload_error=row["reload_error"],
+        )
 
     # --- history -------------------------------------------------------------------------------------------
 

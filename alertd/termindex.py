@@ -13,8 +13,9 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from alertd.normalise import Tokens, fold_keep_case, inflected_forms, tokenise
+from alertd.normalise import Tokens, fold_keep_case, inflected_forms, leading_elision, tokenise
 
 TEXT_FIELDS = frozenset({"title", "summary"})
 
@@ -34,14 +35,16 @@ class Term:
     weight: float = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """One place a term fired: the field and the word range ``[first, last)`` of its text."""
+class Hit(NamedTuple):
+    """One place a term fired: the field and the word range ``[first, last)`` of its text.
+
+    A named tuple rather than a frozen dataclass: items create many of these and tuples are built faster.
+    """
 
     field: str
     first: int
     last: int
-    tokens: Tokens = field(compare=False, repr=False)
+    tokens: Tokens
 
     @property
     def start(self) -> int:
@@ -72,6 +75,7 @@ class Pattern:
     slots: tuple[Slot, ...]
     fields: frozenset[str] = TEXT_FIELDS
     found_by_key: bool = False
+    anchor: int = 0  # the slot the index files the pattern under
 
 
 Inflect = Callable[[str], frozenset[str]]
@@ -102,16 +106,19 @@ class TermIndex:
     fields: frozenset[str]
     key: Callable[[str], str] | None = field(default=None, repr=False)
 
-    def find(self, field_name: str, text: str) -> dict[int, list[Hit]]:
-        """Every hit of every term scoped to ``field_name`` in ``text``, keyed by term id."""
-        hits: dict[int, list[Hit]] = defaultdict(list)
+    def find(
+        self, field_name: str, text: str, hits: dict[int, list[Hit]] | None = None
+    ) -> dict[int, list[Hit]]:
+        """Every hit of every term scoped to ``field_name`` in ``text``, keyed by term id (added to
+        ``hits`` when given, so the fields of one item share one dictionary)."""
+        found: dict[int, list[Hit]] = defaultdict(list) if hits is None else hits
         if not text or field_name not in self.fields:
-            return hits
+            return found
         tokens = tokenise(text)
-        self._scan_words(field_name, tokens, hits)
+        self._scan_words(field_name, tokens, found)
         if self.regexes:
-            self._scan_regexes(field_name, tokens, hits)
-        return hits
+            self._scan_regexes(field_name, tokens, found)
+        return found
 
     def _scan_words(self, field_name: str, tokens: Tokens, hits: dict[int, list[Hit]]) -> None:
         words = tokens.words
@@ -134,10 +141,12 @@ class TermIndex:
         hits: dict[int, list[Hit]],
     ) -> None:
         # The set intersection runs in C; Python only visits the words that start some pattern.
-        present = index.keys() & set(keys)
-        if present:
-            for i in [i for i, key in enumerate(keys) if key in present]:
-                self._try(index[keys[i]], field_name, tokens, i, hits)
+        for key in index.keys() & set(keys):
+            patterns = index[key]
+            i = -1
+            for _ in range(keys.count(key)):
+                i = keys.index(key, i + 1)
+                self._try(patterns, field_name, tokens, i, hits)
 
     def _scan_hyphenated(self, field_name: str, tokens: Tokens, hits: dict[int, list[Hit]]) -> None:
         """``e-commerce`` in the text also reads as the one word ``ecommerce``.
@@ -158,14 +167,19 @@ class TermIndex:
         first: int,
         hits: dict[int, list[Hit]],
     ) -> None:
+        """Check the patterns filed under word ``first`` (their anchor slot)."""
         for pattern in patterns:
             if field_name not in pattern.fields:
                 continue
-            last = first + len(pattern.slots)
-            if pattern.found_by_key or (last <= len(tokens) and self._matches(pattern, tokens, first)):
-                hits[pattern.term_id].append(Hit(field_name, first, last, tokens))
+            start = first - pattern.anchor
+            last = start + len(pattern.slots)
+            if pattern.found_by_key or (
+                start >= 0 and last <= len(tokens) and self._matches(pattern, tokens, start)
+            ):
+                hits[pattern.term_id].append(Hit(field_name, start, last, tokens))
 
     def _matches(self, pattern: Pattern, tokens: Tokens, first: int) -> bool:
+        """Whether the pattern's words are at ``first`` and form one phrase there."""
         # Words first: checking what separates them needs offsets, which cost more.
         slots = pattern.slots
         return all(self._accepts(slot, tokens, first + k) for k, slot in enumerate(slots)) and all(
@@ -212,7 +226,7 @@ def build_index(terms: Iterable[Term], inflection: Inflection | None = None) -> 
         if term.regex is not None or not term.words:
             continue
         for pattern in _patterns(term, inflection):
-            first = pattern.slots[0]
+            first = pattern.slots[pattern.anchor]
             if first.prefix:
                 by_prefix[first.prefix].append(pattern)
             elif first.by_key:
@@ -247,9 +261,77 @@ def _patterns(term: Term, inflection: Inflection) -> list[Pattern]:
 
 
 def _pattern(term: Term, slots: list[Slot]) -> Pattern:
-    """A single plain slot is proved by the index look-up itself (its keys are exactly its spellings)."""
+    """A single plain slot is proved by the index look-up itself (its keys are exactly its spellings).
+
+    A phrase is indexed by its least common-looking word (the longest), so ``de minimis`` is looked at when
+    ``minimis`` occurs, not at every ``de``.
+    """
     plain = len(slots) == 1 and not slots[0].cased and not slots[0].prefix
-    return Pattern(term.id, tuple(slots), term.fields, found_by_key=plain)
+    anchor = max(range(len(slots)), key=lambda k: _anchor_rank(slots[k], k))
+    return Pattern(term.id, tuple(slots), term.fields, found_by_key=plain, anchor=anchor)
+
+
+def _anchor_rank(slot: Slot, position: int) -> tuple[bool, bool, int, int]:
+    """Prefer exact slots, then words outside the most common news words, then longer words."""
+    shortest = len(slot.prefix) if slot.prefix else min((len(s) for s in slot.spellings), default=0)
+    common = bool(slot.spellings & _COMMON_WORDS)
+    return (not slot.prefix, not common, shortest, -position)
+
+
+# Words so frequent in business news that a phrase should not be looked at each time one occurs.
+_COMMON_WORDS = frozenset(
+    {
+        "a",
+        "au",
+        "aux",
+        "de",
+        "des",
+        "du",
+        "en",
+        "et",
+        "la",
+        "le",
+        "les",
+        "l",
+        "d",
+        "un",
+        "une",
+        "sur",
+        "pour",
+        "par",
+        "dans",
+        "avec",
+        "plus",
+        "the",
+        "of",
+        "and",
+        "in",
+        "to",
+        "on",
+        "for",
+        "with",
+        "by",
+        "at",
+        "from",
+        "france",
+        "francais",
+        "francaise",
+        "paris",
+        "business",
+        "prix",
+        "euros",
+        "president",
+        "marche",
+        "marches",
+        "groupe",
+        "entreprise",
+        "entreprises",
+        "plan",
+        "ministre",
+        "europe",
+        "bourse",
+    }
+)
 
 
 def _slot(word: str, cased: str, prefix: bool, form_exact: bool, inflection: Inflection) -> Slot:
@@ -263,5 +345,8 @@ def _slot(word: str, cased: str, prefix: bool, form_exact: bool, inflection: Inf
 
 
 def _cased_words(term: Term) -> list[str]:
-    tokens = tokenise(term.text)
+    """The term's words as written (case kept), without a leading elided article."""
+    text = term.text.lstrip()
+    elided = leading_elision(text)
+    tokens = tokenise(text[len(elided) :] if elided else text)
     return [tokens.text[s:e] for s, e in zip(tokens.starts, tokens.ends, strict=True)]

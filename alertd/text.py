@@ -6,9 +6,34 @@ import re
 from html.parser import HTMLParser
 
 _BLOCKS = frozenset(
-    {"p", "div", "br", "li", "ul", "ol", "tr", "td", "th", "table", "h1", "h2", "h3", "h4", "h5",
-     "h6", "blockquote", "section", "article", "header", "footer", "figure", "figcaption", "hr", "pre"}
-)  # fmt: skip
+    {
+        "p",
+        "div",
+        "br",
+        "li",
+        "ul",
+        "ol",
+        "tr",
+        "td",
+        "th",
+        "table",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "blockquote",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "figure",
+        "figcaption",
+        "hr",
+        "pre",
+    }
+)
 _INVISIBLE = frozenset({"script", "style", "template", "noscript", "head", "title", "iframe", "svg"})
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0\u200b]+")
 _BREAKS = re.compile(r" *\n[ \n]*")

@@ -27,10 +27,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alertd.conditions import AllOf, Leaf, Near, Node, Not, all_terms, any_of, evaluate
+from alertd.conditions import (
+    Leaf,
+    Near,
+    Node,
+    Not,
+    Predicate,
+    all_of,
+    all_terms,
+    any_of,
+    compile_predicate,
+    evaluate,
+)
 from alertd.conditions import positive_terms as _positive_terms
 from alertd.errors import ConfigError, Problem
-from alertd.normalise import elided_prefixes, tokenise
+from alertd.normalise import leading_elision, term_words
 from alertd.query import (
     FIELDS,
     QAnd,
@@ -49,9 +60,20 @@ from alertd.tomlsource import KeyPath, TomlDocument, load
 PRIORITIES = ("normal", "immediate")
 _TOP_KEYS = frozenset({"topic", "sets"})
 _TOPIC_KEYS = frozenset(
-    {"id", "name", "description", "priority", "any", "all", "none", "query", "feeds",
-     "exclude_feeds", "min_score"}
-)  # fmt: skip
+    {
+        "id",
+        "name",
+        "description",
+        "priority",
+        "any",
+        "all",
+        "none",
+        "query",
+        "feeds",
+        "exclude_feeds",
+        "min_score",
+    }
+)
 _TERM_KEYS = frozenset({"text", "regex", "case", "form", "weight", "field"})
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -63,12 +85,14 @@ class Topic:
     id: str
     name: str
     priority: str = "normal"
-    condition: Node = field(default_factory=lambda: AllOf(()), repr=False)
+    condition: Node = field(default_factory=lambda: all_of([]), repr=False)
     veto: Node | None = field(default=None, repr=False)
     evidence: tuple[int, ...] = field(default=(), repr=False)
     feeds: frozenset[str] = frozenset()
     exclude_feeds: frozenset[str] = frozenset()
     min_score: float | None = None
+    matches: Predicate = field(default=lambda hits: False, repr=False, compare=False)
+    vetoed: Predicate = field(default=lambda hits: False, repr=False, compare=False)
 
     def accepts_feed(self, feed_name: str, feed_tags: frozenset[str]) -> bool:
         """Whether an item from this feed (name or any tag) is in this topic's feed scope."""
@@ -111,7 +135,8 @@ def compile_watchlist(
     """Compile a parsed watchlist. ``source`` (the file text) lets query errors point inside the query."""
     compiler = _Compiler(doc, source)
     topics = compiler.compile()
-    errors = [p for p in compiler.problems if p.severity == "error"]
+    problems = sorted(compiler.problems, key=lambda p: (p.line, p.col))
+    errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise ConfigError(errors)
     index = build_index(compiler.terms, inflection)
@@ -123,7 +148,7 @@ def compile_watchlist(
             by_term[term_id].append(position)
         if evaluate(topic.condition, {}):
             always.append(position)
-    warnings = tuple(p for p in compiler.problems if p.severity != "error")
+    warnings = tuple(p for p in problems if p.severity != "error")
     return Watchlist(
         doc.path,
         tuple(topics),
@@ -185,7 +210,7 @@ class _Compiler:
         if not raw_topics:
             self.report(("topic",), "the watchlist has no [[topic]]", "warning")
         topics = [self._topic(i, raw) for i, raw in enumerate(raw_topics)]
-        self._check_duplicate_ids(topics)
+        self._check_duplicate_ids(raw_topics)
         for name in sorted(set(self.sets) - self._used_sets):
             self.report(("sets", name), f"set @{name} is never used", "warning")
         return [t for t in topics if t is not None]
@@ -209,16 +234,17 @@ class _Compiler:
             self.sets[name] = [s for s in found if s.set_name is None]
             self._check_duplicates(self.sets[name])
 
-    def _check_duplicate_ids(self, topics: list[Topic | None]) -> None:
+    def _check_duplicate_ids(self, raw_topics: list[dict[str, Any]]) -> None:
         seen: dict[str, int] = {}
-        for i, topic in enumerate(topics):
-            if topic is None:
+        for i, raw in enumerate(raw_topics):
+            topic_id = raw.get("id")
+            if not isinstance(topic_id, str):
                 continue
-            if topic.id in seen:
-                line, col = self.doc.locate(("topic", seen[topic.id], "id"))
-                self.report(("topic", i, "id"), f"duplicate topic id {topic.id!r} (first at {line}:{col})")
+            if topic_id in seen:
+                line, col = self.doc.locate(("topic", seen[topic_id], "id"))
+                self.report(("topic", i, "id"), f"duplicate topic id {topic_id!r} (first at {line}:{col})")
             else:
-                seen[topic.id] = i
+                seen[topic_id] = i
 
     # --- topics ------------------------------------------------------------------------------------
 
@@ -250,6 +276,8 @@ class _Compiler:
             feeds=self._feed_list(where, raw, "feeds"),
             exclude_feeds=self._feed_list(where, raw, "exclude_feeds"),
             min_score=self._min_score(where, raw),
+            matches=compile_predicate(condition),
+            vetoed=compile_predicate(veto) if veto is not None else compile_predicate(any_of([])),
         )
 
     def _topic_parts(self, where: KeyPath, raw: dict[str, Any]) -> tuple[Node, Node | None] | None:
@@ -269,13 +297,12 @@ class _Compiler:
         none_specs = self._term_list(where, raw, "none")
         self._check_duplicates(specs)
         self._check_vetoed(specs, none_specs)
-        if not positive and "query" not in raw:
-            self.report(where, "topic has nothing to match: give it any, all or query")
-            return None
         if not positive:
+            if not {"any", "all", "query"} & set(raw):
+                self.report(where, "topic has nothing to match: give it any, all or query")
             return None
         veto = any_of(self._leaves(none_specs)) if none_specs else None
-        condition = positive[0] if len(positive) == 1 else AllOf(tuple(positive))
+        condition = all_of(positive)
         return condition, veto
 
     def _required_string(self, where: KeyPath, raw: dict[str, Any], key: str) -> str | None:
@@ -354,9 +381,17 @@ class _Compiler:
         return [Leaf(self._term_id(spec)) for spec in specs]
 
     def _term_id(self, spec: _TermSpec) -> int:
-        words = tuple(tokenise(spec.text).words) if spec.regex is None else ()
-        key = (words, spec.regex, spec.case_exact, spec.form_exact, spec.weight, spec.fields,
-               spec.prefix, spec.text if spec.case_exact else "")  # fmt: skip
+        words = term_words(spec.text) if spec.regex is None else ()
+        key = (
+            words,
+            spec.regex,
+            spec.case_exact,
+            spec.form_exact,
+            spec.weight,
+            spec.fields,
+            spec.prefix,
+            spec.text if spec.case_exact else "",
+        )
         found = self._term_ids.get(key)
         if found is None:
             found = len(self.terms)
@@ -364,8 +399,17 @@ class _Compiler:
             regex = re.compile(spec.regex) if spec.regex is not None else None
             display = spec.text + ("*" if spec.prefix else "") if spec.regex is None else spec.regex
             self.terms.append(
-                Term(found, display, words, spec.fields, spec.case_exact, spec.form_exact,
-                     spec.prefix, regex, spec.weight)  # fmt: skip
+                Term(
+                    id=found,
+                    text=display,
+                    words=words,
+                    fields=spec.fields,
+                    case_exact=spec.case_exact,
+                    form_exact=spec.form_exact,
+                    prefix=spec.prefix,
+                    regex=regex,
+                    weight=spec.weight,
+                )
             )
         return found
 
@@ -375,18 +419,14 @@ class _Compiler:
             key = _spec_key(spec)
             if key in seen and spec.where != seen[key].where:
                 line, col = self.doc.locate(seen[key].where)
-                self.report(
-                    spec.where, f"duplicate term {spec.text!r} (already at {line}:{col})", "warning"
-                )
+                self.report(spec.where, f"duplicate term {spec.text!r} (already at {line}:{col})", "warning")
             seen.setdefault(key, spec)
 
     def _check_vetoed(self, positive: list[_TermSpec], vetoes: list[_TermSpec]) -> None:
         vetoed = {_spec_key(v) for v in vetoes}
         for spec in positive:
             if _spec_key(spec) in vetoed:
-                self.report(
-                    spec.where, f"{spec.text!r} is also in none: it can only veto", "warning"
-                )
+                self.report(spec.where, f"{spec.text!r} is also in none: it can only veto", "warning")
 
     # --- one term ----------------------------------------------------------------------------------
 
@@ -443,8 +483,12 @@ class _Compiler:
         if not ok:
             return None
         fields = frozenset((scope,)) if scope else TEXT_FIELDS
-        return {"case_exact": case == "exact", "form_exact": form == "exact",
-                "weight": float(weight), "fields": fields}  # fmt: skip
+        return {
+            "case_exact": case == "exact",
+            "form_exact": form == "exact",
+            "weight": float(weight),
+            "fields": fields,
+        }
 
     def _regex_term(self, where: KeyPath, pattern: object, options: dict[str, Any]) -> _TermSpec | None:
         if not isinstance(pattern, str):
@@ -472,16 +516,16 @@ class _Compiler:
         return _TermSpec(pattern, where, regex=pattern, **options)
 
     def _lint_text(self, spec: _TermSpec, written: str) -> bool:
-        words = tokenise(spec.text).words
+        words = term_words(spec.text)
         if not written.strip() or not words:
             what = "empty term" if not written.strip() else f"term {written!r} has no letters or digits"
             self.report(spec.where, f"{what}: it can never match")
             return False
-        elided = elided_prefixes(spec.text)
-        if elided and spec.text.lstrip().startswith(elided[0]):
+        elided = leading_elision(spec.text)
+        if elided:
             self.report(
                 spec.where,
-                f"French elision {elided[0]!r} is ignored: {written!r} matches "
+                f"French elision {elided!r} is ignored: {written!r} matches "
                 f"{' '.join(words)!r} with or without it",
                 "warning",
             )
@@ -517,7 +561,7 @@ class _Compiler:
             if any(c is None for c in children):
                 return None
             kept = tuple(c for c in children if c is not None)
-            return AllOf(kept) if isinstance(node, QAnd) else any_of(list(kept))
+            return all_of(list(kept)) if isinstance(node, QAnd) else any_of(list(kept))
         if isinstance(node, QNot):
             child = self._query_node(key, query, node.child)
             return None if child is None else Not(child)
@@ -547,7 +591,7 @@ class _Compiler:
                 return []
             members = self._set_members(key, atom.name)
             return [Leaf(self._term_id(_with_scope(m, scope, key))) for m in members]
-        if not tokenise(atom.text).words:
+        if not term_words(atom.text):
             line, col = self._position_in_value(key, atom.offset)
             self.report_at(key, line, col, f"term {atom.text!r} has no letters or digits")
             return []
@@ -582,12 +626,13 @@ def _value_start(source: str, line: int, col: int) -> int | None:
 def _with_scope(spec: _TermSpec, scope: frozenset[str] | None, where: KeyPath) -> _TermSpec:
     """A set member used from ``where``; a scoped reference (``title:@set``) sets the member's fields."""
     narrowed = spec.fields if scope is None else scope
-    return _TermSpec(spec.text, where, spec.regex, spec.case_exact, spec.form_exact, spec.weight,
-                     narrowed, spec.prefix)  # fmt: skip
+    return _TermSpec(
+        spec.text, where, spec.regex, spec.case_exact, spec.form_exact, spec.weight, narrowed, spec.prefix
+    )
 
 
 def _spec_key(spec: _TermSpec) -> tuple[Any, ...]:
-    words = tuple(tokenise(spec.text).words)
+    words = term_words(spec.text)
     return (words, spec.regex, spec.case_exact, spec.form_exact, spec.fields, spec.prefix)
 
 

@@ -32,11 +32,29 @@ TOPICS = ("chinese-ecommerce", "french-exports")
 
 # The naive baseline: a case-insensitive OR of the obvious keywords, as a first-day user would write it.
 NAIVE = {
-    "chinese-ecommerce": ["alibaba", "aliexpress", "temu", "shein", "jd.com", "pinduoduo", "taobao",
-                          "tmall", "tiktok shop", "jack ma"],
-    "french-exports": ["export", "exportation", "exportations", "commerce extérieur",
-                       "balance commerciale", "déficit commercial", "trade deficit", "exports"],
-}  # fmt: skip
+    "chinese-ecommerce": [
+        "alibaba",
+        "aliexpress",
+        "temu",
+        "shein",
+        "jd.com",
+        "pinduoduo",
+        "taobao",
+        "tmall",
+        "tiktok shop",
+        "jack ma",
+    ],
+    "french-exports": [
+        "export",
+        "exportation",
+        "exportations",
+        "commerce extérieur",
+        "balance commerciale",
+        "déficit commercial",
+        "trade deficit",
+        "exports",
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -63,8 +81,13 @@ Predict = Callable[[dict[str, object]], set[str]]
 
 def watchlist_predictor(watchlist: Watchlist) -> Predict:
     def predict(item: dict[str, object]) -> set[str]:
-        found = match_item(watchlist, str(item.get("title") or ""), str(item.get("summary") or ""),
-                           str(item.get("feed") or ""), link=str(item.get("link") or ""))  # fmt: skip
+        found = match_item(
+            watchlist,
+            str(item.get("title") or ""),
+            str(item.get("summary") or ""),
+            str(item.get("feed") or ""),
+            link=str(item.get("link") or ""),
+        )
         return {m.topic_id for m in found}
 
     return predict
@@ -92,8 +115,10 @@ def score(predict: Predict, errors_for: str | None = None) -> dict[str, Score]:
             if slot is not None:
                 counts[topic][slot] += 1
             if topic == errors_for and truth != guess:
-                print(f"{'FP' if guess else 'FN'} {item['id']} {item.get('title')!s:.90} | "
-                      f"{item.get('summary')!s:.150}")  # fmt: skip
+                print(
+                    f"{'FP' if guess else 'FN'} {item['id']} {item.get('title')!s:.90} | "
+                    f"{item.get('summary')!s:.150}"
+                )
     return {t: Score(*c) for t, c in counts.items()}
 
 

@@ -1,0 +1,171 @@
+"""``alertd status``: what the daemon is doing, read from the state database (read-only).
+
+Works whether or not the daemon runs: the daemon writes its pid, a heartbeat every 30 s and the outcome of
+its last reload into the database, and this module reads them back with everything else worth knowing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from alertd import schedule
+from alertd.config import Config
+from alertd.store import FeedState, Store
+
+STALE_HEARTBEAT = timedelta(minutes=2)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberStatus:
+    email: str
+    schedule: str
+    last_digest_at: datetime | None
+    next_due_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    running: bool
+    pid: int | None
+    started_at: datetime | None
+    uptime_seconds: float | None
+    heartbeat_at: datetime | None
+    reload_ok: bool
+    reload_at: datetime | None
+    reload_error: str | None
+    feeds_total: int
+    feeds_failing: int
+    feeds: list[dict[str, Any]] = field(default_factory=list)
+    outbox: dict[str, int] = field(default_factory=dict)
+    subscribers: list[SubscriberStatus] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        def convert(value: Any) -> Any:
+            if isinstance(value, datetime):
+                return value.isoformat()
+            if isinstance(value, dict):
+                return {k: convert(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [convert(v) for v in value]
+            return value
+
+        result: dict[str, Any] = convert(asdict(self))
+        return result
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user (the service's DynamicUser)
+        return True
+    return True
+
+
+def collect_status(config: Config, store: Store, now: datetime) -> Status:
+    """Everything ``alertd status`` shows, gathered from the store."""
+    daemon = store.daemon_state()
+    running = (
+        daemon.stopped_at is None
+        and _alive(daemon.pid)
+        and daemon.heartbeat_at is not None
+        and now - daemon.heartbeat_at < STALE_HEARTBEAT
+    )
+    configured = {feed.url: feed for feed in config.feeds}
+    states = [state for state in store.feeds() if state.url in configured]
+    feeds = sorted(
+        (_feed_json(state) for state in states), key=lambda f: (-f["consecutive_failures"], f["name"])
+    )
+    outbox = {"pending": 0, "retrying": 0, "failed": 0}
+    for message in store.outbox(("pending", "failed")):
+        if message.status == "failed":
+            outbox["failed"] += 1
+        elif message.attempts:
+            outbox["retrying"] += 1
+        else:
+            outbox["pending"] += 1
+    subscribers = []
+    for subscriber in config.subscribers:
+        last = store.last_digest_at(subscriber.email)
+        due = None
+        if last is not None:
+            due = schedule.next_digest_time(subscriber.schedule, last, ZoneInfo(subscriber.timezone))
+        subscribers.append(SubscriberStatus(subscriber.email, subscriber.schedule.text, last, due))
+    return Status(
+        running=running,
+        pid=daemon.pid if running else None,
+        started_at=daemon.started_at,
+        uptime_seconds=(now - daemon.started_at).total_seconds() if running and daemon.started_at else None,
+        heartbeat_at=daemon.heartbeat_at,
+        reload_ok=daemon.reload_ok,
+        reload_at=daemon.reload_at,
+        reload_error=daemon.reload_error,
+        feeds_total=len(configured),
+        feeds_failing=sum(1 for f in feeds if f["failing"]),
+        feeds=feeds,
+        outbox=outbox,
+        subscribers=subscribers,
+    )
+
+
+def _feed_json(state: FeedState) -> dict[str, Any]:
+    return {
+        "name": state.name,
+        "url": state.url,
+        "failing": bool(state.consecutive_failures or state.gone),
+        "gone": state.gone,
+        "consecutive_failures": state.consecutive_failures,
+        "last_success_at": state.last_success_at,
+        "last_error_class": state.last_error_class,
+        "last_error": state.last_error,
+        "next_poll_at": state.next_poll_at,
+    }
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else "never"
+
+
+def format_status(status: Status, now: datetime) -> str:
+    """The human-readable report."""
+    lines = []
+    if status.running and status.uptime_seconds is not None:
+        uptime = schedule.format_duration(timedelta(seconds=int(status.uptime_seconds)))
+        lines.append(
+            f"daemon:      running (pid {status.pid}, up {uptime}, heartbeat {_when(status.heartbeat_at)})"
+        )
+    else:
+        lines.append(f"daemon:      not running (last started {_when(status.started_at)})")
+    if status.reload_ok:
+        lines.append(f"config:      loaded OK ({_when(status.reload_at)})")
+    else:
+        lines.append(
+            f"config:      LAST RELOAD FAILED ({_when(status.reload_at)}); still running the previous one:"
+        )
+        lines.extend(f"             {line}" for line in (status.reload_error or "").splitlines())
+    lines.append(
+        f"feeds:       {status.feeds_total - status.feeds_failing} ok, {status.feeds_failing} failing"
+    )
+    for feed in status.feeds:
+        if feed["failing"]:
+            what = (
+                "GONE (HTTP 410)"
+                if feed["gone"]
+                else f"{feed['last_error_class']} ×{feed['consecutive_failures']}"
+            )
+            lines.append(f"  ! {feed['name']}: {what}; last success {_when(feed['last_success_at'])}")
+    box = status.outbox
+    lines.append(f"outbox:      {box['pending']} pending, {box['retrying']} retrying, {box['failed']} failed")
+    for sub in status.subscribers:
+        lines.append(
+            f"subscriber:  {sub.email} ({sub.schedule}): last digest {_when(sub.last_digest_at)}, "
+            f"next {_when(sub.next_due_at)}"
+        )
+    return "\n".join(lines)

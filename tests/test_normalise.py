@@ -1,0 +1,125 @@
+"""Normalisation, tokenisation, inflection and HTML-to-text: the ground every match stands on."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alertd.normalise import (
+    _tokenise_word_by_word,
+    inflected_forms,
+    leading_elision,
+    normalise,
+    term_words,
+    tokenise,
+)
+from alertd.text import html_to_text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Alibaba", "alibaba"),
+        ("ALIBABA", "alibaba"),
+        ("d'Alibaba", "alibaba"),
+        ("d’Alibaba", "alibaba"),  # typographic apostrophe
+        ("L’Exportation", "exportation"),
+        ("l'export", "export"),
+        ("qu'il", "il"),
+        ("jusqu'à", "a"),
+        ("lorsqu’elle", "elle"),
+        ("puisqu'on", "on"),
+        ("Éxportés", "exportes"),
+        ("œuvre ŒUVRE", "oeuvre oeuvre"),
+        ("Straße", "strasse"),
+        ("ﬁnance", "finance"),  # ligature
+        ("ＡＢＣ", "abc"),  # full-width letters (NFKC)
+        ("e\u0301te\u0301", "ete"),  # decomposed accents
+        ("e-commerce", "e commerce"),
+        ("e‑commerce", "e commerce"),  # non-breaking hyphen
+        ("JD.com", "jd com"),
+        ("Singles' Day", "singles day"),
+        ("  spaced\tout\n", "spaced out"),
+        ("foo_bar", "foo bar"),
+        ("Temu🔥", "temu"),
+        ("aujourd'hui", "aujourd hui"),
+    ],
+)
+def test_normalise_folds_case_accents_elision_and_punctuation(text: str, expected: str) -> None:
+    assert expected == normalise(text)
+
+
+def test_tokens_keep_offsets_into_the_original_text() -> None:
+    text = "Les exportations d’Alibaba"
+    tokens = tokenise(text)
+    assert ["les", "exportations", "d", "alibaba"] == list(tokens.words)
+    assert ["Les", "exportations", "d", "Alibaba"] == [
+        text[s:e] for s, e in zip(tokens.starts, tokens.ends, strict=True)
+    ]
+
+
+def test_term_words_drop_a_leading_elided_article_only() -> None:
+    assert ("export",) == term_words("l'export")
+    assert ("chiffre", "d", "affaires") == term_words("chiffre d'affaires")
+    assert "L’" == leading_elision("L’export")
+    assert leading_elision("export") is None
+
+
+@given(st.text(alphabet="abcéÉœŒﬁ'’- .,_xyzÀ\u0301JD🔥", max_size=40))
+def test_fast_and_general_tokenisers_agree(text: str) -> None:
+    fast, general = tokenise(text), _tokenise_word_by_word(text)
+    assert list(general.words) == list(fast.words)
+    assert general.starts == fast.starts
+    assert general.ends == fast.ends
+
+
+@pytest.mark.parametrize(
+    ("term", "form"),
+    [
+        ("export", "exportations"),
+        ("export", "exportation"),
+        ("export", "exportateur"),
+        ("export", "exportateurs"),
+        ("export", "exportatrice"),
+        ("export", "exporte"),
+        ("export", "exportent"),
+        ("export", "exporter"),
+        ("export", "exportees"),
+        ("exportation", "exports"),
+        ("exportation", "exportateurs"),
+        ("chinois", "chinoises"),
+        ("commercial", "commerciaux"),
+        ("commerciale", "commerciales"),
+        ("europeen", "europeenne"),
+        ("tarif", "tarifs"),
+    ],
+)
+def test_inflected_forms_cover_french_and_english_inflection(term: str, form: str) -> None:
+    assert form in inflected_forms(term)
+
+
+@pytest.mark.parametrize(
+    ("term", "not_a_form"),
+    [("vente", "vent"), ("temu", "temuco"), ("jd", "jds"), ("porte", "port")],
+)
+def test_inflected_forms_do_not_reach_other_words(term: str, not_a_form: str) -> None:
+    assert not_a_form not in inflected_forms(term)
+
+
+@pytest.mark.parametrize(
+    ("html", "expected"),
+    [
+        ("<p>Hello <b>world</b></p>", "Hello world"),
+        ("<p>One</p><p>Two</p>", "One\nTwo"),
+        ("a<br>b<br/>c", "a\nb\nc"),
+        ("Caf&eacute; &amp; th&#233;", "Café & thé"),
+        ("<script>alert(1)</script>visible<style>p{}</style>", "visible"),
+        ('<img src="x.png" alt="pic">text', "text"),
+        ("  lots   of \n\n spaces  ", "lots of spaces"),
+        ("", ""),
+        ("<div><ul><li>a</li><li>b</li></ul></div>", "a\nb"),
+    ],
+)
+def test_html_to_text(html: str, expected: str) -> None:
+    assert expected == html_to_text(html)
