@@ -38,6 +38,8 @@ class PollConfig:
     first_poll: str = "seed"  # "seed" | "alert"
     max_body_bytes: int = 10 * 1024 * 1024
     jitter: float = 0.1
+    min_interval: timedelta = timedelta(minutes=15)
+    max_interval: timedelta = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,8 @@ class Config:
     feeds: tuple[FeedConfig, ...]
     delivery: DeliveryConfig
     subscribers: tuple[SubscriberConfig, ...]
+    feeds_file: Path | None = None
+    """The tool-managed feeds file (``alertd feeds import``); its ``[[feed]]`` entries are in ``feeds``."""
 
 
 _POLL_DEFAULT = PollConfig()
@@ -124,6 +128,16 @@ def _int_range(low: int, high: int) -> Converter:
 
 def _duration(value: Any) -> timedelta:
     return schedule_mod.parse_duration(_str(value))
+
+
+def _duration_at_least(minimum: timedelta) -> Converter:
+    def convert(value: Any) -> timedelta:
+        duration = _duration(value)
+        if duration < minimum:
+            raise ValueError(f"must be at least {schedule_mod.format_duration(minimum)}, got {value!r}")
+        return duration
+
+    return convert
 
 
 def _choice(*choices: str) -> Converter:
@@ -213,6 +227,7 @@ class Option:
 _TOP = {
     "watchlist": Option(_path, Path("watchlist.toml")),
     "templates_dir": Option(_path),
+    "feeds_file": Option(_path, Path("feeds.toml")),
 }
 _STATE = {"path": Option(_path, Path("var/alertd.sqlite3"))}
 _POLL = {
@@ -223,6 +238,8 @@ _POLL = {
     "first_poll": Option(_choice("seed", "alert"), _POLL_DEFAULT.first_poll),
     "max_body_bytes": Option(_int_range(1024, 1 << 30), _POLL_DEFAULT.max_body_bytes),
     "jitter": Option(_fraction, _POLL_DEFAULT.jitter),
+    "min_interval": Option(_duration_at_least(timedelta(minutes=1)), _POLL_DEFAULT.min_interval),
+    "max_interval": Option(_duration, _POLL_DEFAULT.max_interval),
 }
 _FEED = {
     "url": Option(_url, required=True),
@@ -370,7 +387,13 @@ class _Loader:
         top = self.section(data, (), _TOP, nested=("state", "poll", "feed", "delivery", "subscriber"))
         state = self.section(data.get("state", {}), ("state",), _STATE)
         poll = self.section(data.get("poll", {}), ("poll",), _POLL)
-        feeds = self._feeds(poll)
+        if "min_interval" in poll and "max_interval" in poll and poll["min_interval"] > poll["max_interval"]:
+            self.problem(("poll", "max_interval"), "must not be shorter than min_interval")
+        seen: dict[str, tuple[Path, int]] = {}
+        feeds = self._feeds(poll, seen)
+        feeds_file = self.base / top["feeds_file"] if top.get("feeds_file") else None
+        if feeds_file is not None and feeds_file.exists():
+            feeds += self._included_feeds(feeds_file, poll, seen)
         delivery = self._delivery()
         subscribers = self._subscribers(known_topics)
         if self.problems:
@@ -385,20 +408,23 @@ class _Loader:
             feeds=feeds,
             delivery=delivery,
             subscribers=subscribers,
+            feeds_file=feeds_file,
         )
 
-    def _feeds(self, poll: Mapping[str, Any]) -> tuple[FeedConfig, ...]:
+    def _feeds(self, poll: Mapping[str, Any], seen: dict[str, tuple[Path, int]]) -> tuple[FeedConfig, ...]:
+        """The ``[[feed]]`` tables of this document; ``seen`` maps URLs already taken to where they are."""
         feeds: list[FeedConfig] = []
-        seen: dict[str, KeyPath] = {}
         for where, raw in self.array("feed"):
             values = self.section(raw, where, _FEED)
             if "url" not in values:
                 continue
             url = values["url"]
             if url in seen:
-                self.problem((*where, "url"), f"duplicate feed URL (first at feed[{seen[url][1]}])")
+                path, index = seen[url]
+                elsewhere = "" if path == self.doc.path else f"{path.name} "
+                self.problem((*where, "url"), f"duplicate feed URL (first at {elsewhere}feed[{index}])")
                 continue
-            seen[url] = where
+            seen[url] = (self.doc.path, int(where[1]))
             feeds.append(
                 FeedConfig(
                     url=url,
@@ -408,6 +434,20 @@ class _Loader:
                 )
             )
         return tuple(feeds)
+
+    def _included_feeds(
+        self, path: Path, poll: Mapping[str, Any], seen: dict[str, tuple[Path, int]]
+    ) -> tuple[FeedConfig, ...]:
+        """The feeds of the tool-managed feeds file, validated like ours, problems located in that file."""
+        try:
+            included = _Loader(load_toml(path), self.state_base)
+        except ConfigError as exc:
+            self.problems.extend(exc.problems)
+            return ()
+        included.section(included.doc.data, (), {}, nested=("feed",))
+        feeds = included._feeds(poll, seen)
+        self.problems.extend(included.problems)
+        return feeds
 
     def _delivery(self) -> DeliveryConfig:
         raw = self.doc.data.get("delivery", {})

@@ -137,6 +137,31 @@ def story_key(entry: Entry) -> str:
     return "title:" + _digest(_normalised(entry.title))[:40]
 
 
+def item_link_key(item: Item) -> str | None:
+    """The secondary identity of an item: the link key of its link (None without a usable link)."""
+    return link_key(item.link) if item.link else None
+
+
+FLOOD_NEW_ITEMS = 20
+"""More new items than this in one poll of an established feed is a flood (RELIABILITY I4)..."""
+FLOOD_MIN_FOR_SHARE = 5
+"""...and so is more than half of the feed's items, once at least this many are new (a 3-item feed with 2
+new items is just news)."""
+
+
+def is_flood(new_count: int, total: int) -> bool:
+    """Whether one poll of an established feed brought implausibly many new items (see docs/polling.md)."""
+    return new_count > FLOOD_NEW_ITEMS or (new_count >= FLOOD_MIN_FOR_SHARE and 2 * new_count > total)
+
+
+def novel_items(items: Sequence[Item], published_after: datetime) -> list[Item]:
+    """Of a flood, the items that still look like news: published after ``published_after``.
+
+    An item without a date cannot prove it is new and is held back with the rest.
+    """
+    return [item for item in items if item.published is not None and item.published > published_after]
+
+
 def _identities(entries: Sequence[Entry]) -> list[str]:
     """The identity string of each entry, disambiguating GUIDs repeated within this fetch."""
     guid_counts = Counter(entry.guid for entry in entries if entry.guid)

@@ -20,6 +20,9 @@ import io
 import multiprocessing
 import os
 import re
+import select
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -232,8 +235,8 @@ class ParserPool:
         return ProcessPoolExecutor(
             max_workers=self._max_workers,
             mp_context=context,
-            initializer=_limit_memory,
-            initargs=(self._memory_limit,),
+            initializer=_init_worker,
+            initargs=(self._memory_limit, os.getpid()),
         )
 
     def _replace(self, executor: ProcessPoolExecutor) -> None:
@@ -251,10 +254,41 @@ def _kill(executor: ProcessPoolExecutor) -> None:
         process.kill()  # the executor's manager thread notices and joins them
 
 
-def _limit_memory(limit: int | None) -> None:
-    """Worker initializer: cap the address space so a hostile document cannot exhaust the host's memory."""
+def _init_worker(limit: int | None, daemon_pid: int) -> None:
+    """Worker initializer: die with the daemon, and cap the address space against hostile documents."""
+    _exit_when_gone(daemon_pid)
     if limit is None:
         return
     import resource
 
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _exit_when_gone(daemon_pid: int) -> None:
+    """Exit this worker as soon as the daemon process is gone, even if it was SIGKILLed.
+
+    A worker's parent is the forkserver, and workers hold both ends of the executor's queues and the
+    forkserver's liveness pipe: nothing would ever tell them (or the forkserver) that the daemon died, and
+    they would linger forever holding the daemon's stdout. A thread waits on a pidfd (Linux ≥ 5.3) for the
+    daemon's exit, else polls once a second.
+    """
+
+    def wait() -> None:
+        try:
+            pidfd = os.pidfd_open(daemon_pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        if pidfd is not None:
+            select.select([pidfd], [], [])
+        else:
+            while True:
+                try:
+                    os.kill(daemon_pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    pass
+                time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=wait, name="exit-with-daemon", daemon=True).start()

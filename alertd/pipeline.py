@@ -11,11 +11,13 @@ transaction. The pure stages decide; these functions only carry data between the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
 import email.policy
 import hashlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,7 +34,7 @@ from alertd.digest import build_digest, digest_id_for
 from alertd.errors import ParseError, PermanentDeliveryError, TransientDeliveryError
 from alertd.failpoint import failpoint
 from alertd.fetch import FetchPolicy, fetch_feed
-from alertd.identify import identify
+from alertd.identify import identify, is_flood, item_link_key, novel_items
 from alertd.match import match_item
 from alertd.models import FeedHealth, FetchStatus, Item, Match
 from alertd.parse import ParserPool
@@ -76,6 +78,8 @@ class PollReport:
     matches: int = 0
     error_class: str | None = None
     error: str | None = None
+    notice: str | None = None
+    """Something the poll held back and reported (the flood guard)."""
 
     @property
     def failed(self) -> bool:
@@ -96,28 +100,57 @@ class DeliveryAttempt:
 
 
 async def poll_feed(rt: Runtime, feed: FeedConfig, now: datetime) -> PollReport:
-    """Fetch, parse, identify and match one feed; commit its new items and matches in one transaction."""
+    """Fetch, parse, identify and match one feed; commit its new items and matches in one transaction.
+
+    Every outcome but 410 Gone records when the feed is polled next (``FeedState.next_poll_at``): after its
+    interval (adapted to its posting rate, stretched by the server's hints) on success, after an exponential
+    backoff on failure. See docs/polling.md.
+    """
     state = rt.store.feed_state(feed.url, feed.name)
     if state.gone:
-        return PollReport(feed.url, feed.name, "skipped", error="feed is gone (HTTP 410); remove it from the config")
+        return PollReport(
+            feed.url, feed.name, "skipped", error="feed is gone (HTTP 410); remove it from the config"
+        )
     result = await fetch_feed(
-        rt.client, feed.url, etag=state.etag, last_modified=state.last_modified, policy=rt.fetch_policy
+        rt.client,
+        state.effective_url or feed.url,
+        etag=state.etag,
+        last_modified=state.last_modified,
+        policy=rt.fetch_policy,
     )
-    interval = feed.interval or rt.config.poll.interval
-    next_poll = now + schedule.poll_delay(interval, rt.config.poll.jitter, rt.rng)
-    if result.status is FetchStatus.NOT_MODIFIED:
-        rt.store.record_not_modified(feed.url, now, next_poll)
-        return PollReport(feed.url, feed.name, "not_modified")
     if result.status is FetchStatus.GONE:
         rt.store.record_failure(feed.url, "gone", "HTTP 410 Gone: polling stopped", now, None)
-        log.error("feed %s (%s) is gone (HTTP 410): polling stopped", feed.name, feed.url)
+        log.error("feed %s (%s) is gone (HTTP 410): polling stopped", feed.name, result.url)
         return PollReport(feed.url, feed.name, "gone", error_class="gone", error="HTTP 410 Gone")
     if result.status is FetchStatus.ERROR:
-        return _record_error(rt, feed, state, result.error_class or "error", result.error or "", now)
+        error_class = result.error_class or "error"
+        return _record_error(rt, feed, state, error_class, result.error or "", now, headers=result.headers)
+    lifetime = schedule.cache_lifetime(result.headers, now)
+    if result.status is FetchStatus.NOT_MODIFIED:
+        interval = _interval(rt, feed, state, now)
+        rt.store.record_not_modified(
+            feed.url, now, _next_poll(rt, now, interval, state.ttl_minutes, lifetime)
+        )
+        return PollReport(feed.url, feed.name, "not_modified")
 
     body_hash = hashlib.sha256(result.body).hexdigest()
-    if body_hash == state.body_hash:
-        rt.store.record_poll(_outcome(feed.url, result.etag, result.last_modified, body_hash, next_poll), now)
+    candidate, count, moved_to = redirect_progress(state, result.permanent_redirect)
+    events = [_moved_event(feed, state, moved_to)] if moved_to else []
+    if body_hash == state.body_hash:  # the same bytes parsed before: nothing can be new
+        interval = _interval(rt, feed, state, now)
+        next_poll = _next_poll(rt, now, interval, state.ttl_minutes, lifetime)
+        outcome = _outcome(feed.url, result.etag, result.last_modified, body_hash, next_poll)
+        rt.store.record_poll(
+            dataclasses.replace(
+                outcome,
+                ttl_minutes=state.ttl_minutes,
+                redirect_candidate=candidate,
+                redirect_count=count,
+                moved_to=moved_to,
+                events=events,
+            ),
+            now,
+        )
         return PollReport(feed.url, feed.name, "unchanged")
     try:
         parsed = await rt.parser.parse(result.body, result.headers, feed.url)
@@ -125,19 +158,32 @@ async def poll_feed(rt: Runtime, feed: FeedConfig, now: datetime) -> PollReport:
         return _record_error(rt, feed, state, "parse_error", str(exc), now)
 
     items = identify(parsed.entries, feed.url, feed.name, frozenset(feed.tags), now)
-    known = rt.store.known_keys(item.key for item in items)
+    known, seen_link_keys = _known_items(rt.store, feed.url, items)
     new_items = [item for item in items if item.key not in known]
     seeding = not state.seeded and rt.config.poll.first_poll == "seed"
-    matches = [] if seeding else match_new_items(rt.watchlist, new_items)
-    outcome = _outcome(
-        feed.url,
-        result.etag,
-        result.last_modified,
-        body_hash,
-        next_poll,
+    interval = _interval(rt, feed, state, now, arrived=0 if seeding else len(new_items))
+    alertable: Sequence[Item] = new_items
+    notice = None
+    if state.seeded and is_flood(len(new_items), len(items)):
+        alertable, notice = _flood_guard(feed, state, new_items, len(items), now, interval)
+        if not rt.store.feed_events(now - FLOOD_NOTICE_EVERY, kind="flood", feed_url=feed.url):
+            events.append(("flood", notice))
+    matches = [] if seeding else match_new_items(rt.watchlist, alertable)
+    outcome = PollOutcome(
+        url=feed.url,
+        etag=result.etag,
+        last_modified=result.last_modified,
+        body_hash=body_hash,
         new_items=new_items,
         seen_keys=[item.key for item in items if item.key in known],
         matches=matches,
+        next_poll_at=_next_poll(rt, now, interval, parsed.ttl_minutes, lifetime),
+        seen_link_keys=seen_link_keys,
+        ttl_minutes=parsed.ttl_minutes,
+        redirect_candidate=candidate,
+        redirect_count=count,
+        moved_to=moved_to,
+        events=events,
     )
     failpoint("after_fetch_before_commit")
     rt.store.record_poll(outcome, now)
@@ -147,7 +193,108 @@ async def poll_feed(rt: Runtime, feed: FeedConfig, now: datetime) -> PollReport:
         log.info("feed %s: first poll, %d items marked seen without alerting", feed.name, len(new_items))
     elif new_items:
         log.info("feed %s: %d new items, %d matches", feed.name, len(new_items), len(matches))
-    return PollReport(feed.url, feed.name, status, new_items=len(new_items), matches=len(matches))
+    return PollReport(
+        feed.url, feed.name, status, new_items=len(new_items), matches=len(matches), notice=notice
+    )
+
+
+MOVE_AFTER_POLLS = 3
+"""Consecutive polls through the same permanent redirect, each parsed, before the feed is re-linked (F10)."""
+FLOOD_NOTICE_EVERY = timedelta(hours=24)
+"""At most one stored flood event per feed in this window (each flood is still logged)."""
+
+
+def redirect_progress(state: FeedState, permanent_target: str | None) -> tuple[str | None, int, str | None]:
+    """After a poll that parsed: (candidate, consecutive count, target to move to now or None).
+
+    Only a chain of 301 / 308 counts (``FetchResult.permanent_redirect``); any 302 / 307 on the way, or no
+    redirect, starts over, and so does a failed poll (``Store.record_failure``). A 304 changes nothing.
+    """
+    if permanent_target is None:
+        return None, 0, None
+    count = state.redirect_count + 1 if permanent_target == state.redirect_candidate else 1
+    if count >= MOVE_AFTER_POLLS:
+        return None, 0, permanent_target
+    return permanent_target, count, None
+
+
+def _moved_event(feed: FeedConfig, state: FeedState, target: str) -> tuple[str, str]:
+    source = state.effective_url or feed.url
+    message = (
+        f"moved permanently from {source} to {target} ({MOVE_AFTER_POLLS} consecutive polls); "
+        f"alertd fetches the new address, update the config at your convenience"
+    )
+    log.warning("feed %s: %s", feed.name, message)
+    return ("moved", message)
+
+
+def _known_items(store: Store, feed_url: str, items: Sequence[Item]) -> tuple[set[str], list[str]]:
+    """Keys of the items already seen, by key or by link key (RELIABILITY I2); and the link keys that
+    recognised an item whose key changed.
+
+    A link shared by several items of this fetch (a feed linking every item to its home page) identifies
+    nothing and is not used.
+    """
+    by_key = store.known_keys(item.key for item in items)
+    links = {item.key: item_link_key(item) for item in items}
+    shared = Counter(link for link in links.values() if link is not None)
+    candidates = {
+        link for key, link in links.items() if key not in by_key and link is not None and shared[link] == 1
+    }
+    by_link = store.known_link_keys(feed_url, candidates) if candidates else set()
+    known = by_key | {key for key, link in links.items() if link in by_link}
+    return known, sorted(by_link)
+
+
+def _flood_guard(
+    feed: FeedConfig,
+    state: FeedState,
+    new_items: Sequence[Item],
+    total: int,
+    now: datetime,
+    interval: timedelta,
+) -> tuple[list[Item], str]:
+    """Hold back a flood: only items published within the last two poll windows still alert."""
+    window = max(now - (state.last_success_at or now), interval)
+    cutoff = now - 2 * window
+    novel = novel_items(new_items, cutoff)
+    message = (
+        f"{len(new_items)} new items in one poll (the feed has {total}): the feed changed its item ids or "
+        f"published a backlog; only the {len(novel)} published after {cutoff:%Y-%m-%d %H:%M} UTC may alert, "
+        f"the others were marked seen"
+    )
+    log.warning("feed %s: flood guard: %s", feed.name, message)
+    return novel, message
+
+
+def poll_bounds(config: Config) -> schedule.PollBounds:
+    return schedule.PollBounds(config.poll.min_interval, config.poll.max_interval)
+
+
+def _interval(
+    rt: Runtime, feed: FeedConfig, state: FeedState, now: datetime, *, arrived: int = 0
+) -> timedelta:
+    """The feed's normal interval: its own, or the observed posting rate (``arrived``: new in this poll)."""
+    arrivals: list[datetime] = []
+    if feed.interval is None and state.first_success_at is not None:
+        arrivals = rt.store.recent_arrivals(feed.url, state.first_success_at, schedule.ADAPT_SAMPLES)
+    arrivals += [now] * arrived
+    return schedule.feed_interval(
+        feed.interval or rt.config.poll.interval,
+        poll_bounds(rt.config),
+        fixed=feed.interval is not None,
+        arrivals=arrivals,
+        now=now,
+    )
+
+
+def _next_poll(
+    rt: Runtime, now: datetime, interval: timedelta, ttl_minutes: int | None, lifetime: timedelta | None
+) -> datetime:
+    ttl = timedelta(minutes=ttl_minutes) if ttl_minutes else None
+    return schedule.next_poll_time(
+        now, interval, poll_bounds(rt.config), rt.config.poll.jitter, rt.rng, ttl=ttl, lifetime=lifetime
+    )
 
 
 def match_new_items(watchlist: Watchlist, items: Sequence[Item]) -> list[tuple[str, Match]]:
@@ -185,12 +332,31 @@ def _outcome(
 
 
 def _record_error(
-    rt: Runtime, feed: FeedConfig, state: FeedState, error_class: str, message: str, now: datetime
+    rt: Runtime,
+    feed: FeedConfig,
+    state: FeedState,
+    error_class: str,
+    message: str,
+    now: datetime,
+    *,
+    headers: Sequence[tuple[str, str]] = (),
 ) -> PollReport:
-    interval = feed.interval or rt.config.poll.interval
-    delay = schedule.backoff_delay(state.consecutive_failures + 1, interval, rt.rng)
-    rt.store.record_failure(feed.url, error_class, message, now, now + delay)
-    log.warning("feed %s: %s: %s (retry in %s)", feed.name, error_class, message, schedule.format_duration(delay))
+    """Back off exponentially (never give up: RELIABILITY F9), honouring Retry-After on 429 / 503 (F8)."""
+    interval = _interval(rt, feed, state, now)
+    hint = schedule.retry_after(headers, now) if error_class == "rate_limited" else None
+    failures = state.consecutive_failures + 1
+    next_poll = schedule.next_retry_time(
+        now, failures, interval, poll_bounds(rt.config), rt.rng, retry_after=hint
+    )
+    rt.store.record_failure(feed.url, error_class, message, now, next_poll)
+    log.warning(
+        "feed %s: %s: %s (failure %d, retry in %s)",
+        feed.name,
+        error_class,
+        message,
+        failures,
+        schedule.format_duration(timedelta(seconds=round((next_poll - now).total_seconds()))),
+    )
     return PollReport(feed.url, feed.name, "error", error_class=error_class, error=message)
 
 

@@ -9,8 +9,10 @@ wall clock; a wall time that happens twice (fall back) fires at its first occurr
 
 from __future__ import annotations
 
+import email.utils
 import random
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -168,3 +170,143 @@ def backoff_delay(failures: int, interval: timedelta, rng: random.Random) -> tim
     base = min(interval * (2 ** max(0, failures - 1)), BACKOFF_CAP)
     jittered = base.total_seconds() * rng.uniform(0.9, 1.1)
     return timedelta(seconds=min(jittered, BACKOFF_CAP.total_seconds()))
+
+
+# --- when to poll a feed next (see docs/polling.md) -------------------------------------------------------
+
+ADAPT_SAMPLES = 20
+"""How many of a feed's most recent new items measure its posting rate."""
+ADAPT_MIN_SAMPLES = 3
+"""Fewer new items than this since the feed was seeded: too little evidence, the configured interval holds."""
+RETRY_AFTER_MIN = timedelta(seconds=60)
+RETRY_AFTER_MAX = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class PollBounds:
+    """The range every computed poll interval stays within: ``[poll] min_interval`` and ``max_interval``."""
+
+    minimum: timedelta
+    maximum: timedelta
+
+    def clamp(self, delay: timedelta) -> timedelta:
+        return min(max(delay, self.minimum), self.maximum)
+
+
+def observed_interval(arrivals: Sequence[datetime], now: datetime) -> timedelta | None:
+    """A feed's posting interval, from the first-seen times of its recent new items (never their pubDate).
+
+    The span from the oldest of the last ``ADAPT_SAMPLES`` arrivals up to ``now``, divided by their number:
+    items found together in one poll each count, and a feed that falls silent drifts towards longer
+    intervals by itself. None with fewer than ``ADAPT_MIN_SAMPLES`` arrivals.
+    """
+    if len(arrivals) < ADAPT_MIN_SAMPLES:
+        return None
+    recent = sorted(arrivals)[-ADAPT_SAMPLES:]
+    return max(now - recent[0], timedelta(0)) / len(recent)
+
+
+def feed_interval(
+    configured: timedelta, bounds: PollBounds, *, fixed: bool, arrivals: Sequence[datetime], now: datetime
+) -> timedelta:
+    """The normal interval of one feed, within ``bounds``.
+
+    ``fixed``: the feed sets its own ``interval`` in the config, which is kept (only clamped). Otherwise the
+    interval follows the observed posting rate once there is enough evidence, else ``configured``.
+    """
+    observed = None if fixed else observed_interval(arrivals, now)
+    return bounds.clamp(observed if observed is not None else configured)
+
+
+def cache_lifetime(headers: Iterable[tuple[str, str]], now: datetime) -> timedelta | None:
+    """How long the response says it stays fresh: ``Cache-Control: max-age``, else ``Expires`` − ``Date``.
+
+    ``no-cache`` / ``no-store`` and unreadable values give None (no hint), as does an Expires in the past.
+    """
+    values = _header_values(headers)
+    directives = [d.strip().lower() for v in values.get("cache-control", []) for d in v.split(",")]
+    for directive in directives:
+        name, _, value = directive.partition("=")
+        if name.strip() == "max-age" and value.strip().strip('"').isdigit():
+            seconds = int(value.strip().strip('"'))
+            return timedelta(seconds=seconds) if seconds > 0 else None
+    if any(d in ("no-cache", "no-store") for d in directives):
+        return None
+    expires = _http_date(values.get("expires", [""])[-1])
+    if expires is None:
+        return None
+    served = _http_date(values.get("date", [""])[-1]) or now
+    lifetime = expires - served
+    return lifetime if lifetime > timedelta(0) else None
+
+
+def retry_after(headers: Iterable[tuple[str, str]], now: datetime) -> timedelta | None:
+    """``Retry-After`` as delta-seconds or an HTTP-date, clamped to [60 s, 24 h]; None if absent or unreadable."""
+    raw = _header_values(headers).get("retry-after", [""])[-1].strip()
+    if raw.isdigit():
+        delay = timedelta(seconds=int(raw))
+    else:
+        moment = _http_date(raw)
+        if moment is None:
+            return None
+        delay = moment - now
+    return min(max(delay, RETRY_AFTER_MIN), RETRY_AFTER_MAX)
+
+
+def next_poll_time(
+    now: datetime,
+    interval: timedelta,
+    bounds: PollBounds,
+    jitter: float,
+    rng: random.Random,
+    *,
+    ttl: timedelta | None = None,
+    lifetime: timedelta | None = None,
+) -> datetime:
+    """After a successful poll: ``interval``, or longer when the feed's ``<ttl>`` or the response's cache
+    lifetime asks for it, within ``bounds``, spread by ±``jitter`` but never below ``bounds.minimum``."""
+    wait = bounds.clamp(max(interval, ttl or timedelta(0), lifetime or timedelta(0)))
+    return now + _spread(wait, jitter, bounds.minimum, rng)
+
+
+def next_retry_time(
+    now: datetime,
+    failures: int,
+    interval: timedelta,
+    bounds: PollBounds,
+    rng: random.Random,
+    *,
+    retry_after: timedelta | None = None,
+) -> datetime:
+    """After ``failures`` consecutive failures: exponential backoff from the feed's interval (±10 %, ≤ 24 h),
+    never sooner than ``bounds.minimum`` nor than the server's (already clamped) ``Retry-After``."""
+    delay = max(backoff_delay(failures, interval, rng), bounds.minimum, retry_after or timedelta(0))
+    return now + delay
+
+
+def _spread(wait: timedelta, jitter: float, floor: timedelta, rng: random.Random) -> timedelta:
+    """``wait`` ± ``jitter``; a result under ``floor`` is redrawn above it, so feeds at the floor still spread."""
+    seconds = wait.total_seconds() * rng.uniform(1 - jitter, 1 + jitter)
+    if seconds < floor.total_seconds():
+        seconds = floor.total_seconds() * rng.uniform(1, 1 + jitter)
+    return timedelta(seconds=seconds)
+
+
+def _header_values(headers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for name, value in headers:
+        values.setdefault(name.lower(), []).append(value)
+    return values
+
+
+def _http_date(text: str) -> datetime | None:
+    """An HTTP-date (RFC 9110: IMF-fixdate, or the obsolete forms) as an aware UTC datetime, else None."""
+    if not text.strip():
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

@@ -17,11 +17,12 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from alertd.errors import StoreError
 from alertd.failpoint import failpoint
+from alertd.identify import item_link_key
 from alertd.models import Item, Match, MatchedItem, Span
 
 MIGRATIONS: tuple[str, ...] = (
@@ -109,7 +110,33 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO daemon (id) VALUES (1);
     """,
+    # 3: polling at scale. Where a feed is fetched from after a confirmed permanent redirect (the config URL
+    # stays its identity), the redirect being confirmed, the feed's <ttl>; each item's link key, so a feed
+    # that rotates its GUIDs alerts nothing again; first-seen times by feed, for the posting rate; feed events
+    # (flood guard, moves) for the digest's feed-health section.
+    """
+    ALTER TABLE feeds ADD COLUMN effective_url TEXT;
+    ALTER TABLE feeds ADD COLUMN redirect_candidate TEXT;
+    ALTER TABLE feeds ADD COLUMN redirect_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE feeds ADD COLUMN moved_at TEXT;
+    ALTER TABLE feeds ADD COLUMN ttl_minutes INTEGER;
+    ALTER TABLE items ADD COLUMN link_key TEXT;
+    UPDATE items SET link_key = story_key WHERE link IS NOT NULL AND story_key NOT LIKE 'title:%';
+    CREATE INDEX items_by_link ON items (feed_url, link_key);
+    CREATE INDEX items_by_arrival ON items (feed_url, first_seen);
+    CREATE TABLE feed_events (
+        id INTEGER PRIMARY KEY,
+        feed_url TEXT NOT NULL,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX feed_events_by_time ON feed_events (at);
+    """,
 )
+
+MIN_RETENTION = timedelta(days=90)
+"""Seen items are kept at least this long after they were last seen in their feed (RELIABILITY I5)."""
 
 
 def _iso(moment: datetime) -> str:
@@ -137,11 +164,29 @@ class FeedState:
     consecutive_failures: int = 0
     next_poll_at: datetime | None = None
     gone: bool = False
+    effective_url: str | None = None
+    """Where the feed is fetched from since a confirmed permanent redirect; None: its config URL."""
+    redirect_candidate: str | None = None
+    redirect_count: int = 0
+    """Consecutive polls that saw the same permanent redirect to ``redirect_candidate`` and parsed."""
+    moved_at: datetime | None = None
+    ttl_minutes: int | None = None
 
     @property
     def seeded(self) -> bool:
         """True once the feed has been polled successfully at least once."""
         return self.first_success_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """Something about a feed worth telling its readers once: a flood held back, a move."""
+
+    feed_url: str
+    feed_name: str
+    at: datetime
+    kind: str  # flood | moved
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +230,15 @@ class PollOutcome:
     seen_keys: Sequence[str]
     matches: Sequence[tuple[str, Match]]  # (item key, match)
     next_poll_at: datetime | None
+    seen_link_keys: Sequence[str] = ()
+    """Link keys of items known by their link only (their GUID changed): their last_seen is refreshed too."""
+    ttl_minutes: int | None = None
+    redirect_candidate: str | None = None
+    redirect_count: int = 0
+    moved_to: str | None = None
+    """Set when this poll confirmed a permanent redirect: fetch from here from now on."""
+    events: Sequence[tuple[str, str]] = ()
+    """Feed events to record with the poll: (kind, message)."""
 
 
 class Store:
@@ -283,6 +337,12 @@ class Store:
             consecutive_failures=int(str(values["consecutive_failures"])),
             next_poll_at=_time(_opt_str(values["next_poll_at"])),
             gone=bool(values["gone"]),
+            # Columns of migration 3 may be missing from a database opened read-only and not yet migrated.
+            effective_url=_opt_str(_column(values, "effective_url")),
+            redirect_candidate=_opt_str(_column(values, "redirect_candidate")),
+            redirect_count=int(str(_column(values, "redirect_count") or 0)),
+            moved_at=_time(_opt_str(_column(values, "moved_at"))),
+            ttl_minutes=_opt_int(_column(values, "ttl_minutes")),
         )
 
     def record_poll(self, outcome: PollOutcome, now: datetime) -> int:
@@ -302,11 +362,23 @@ class Store:
                     outcome.url,
                 ),
             )
+            db.execute(
+                "UPDATE feeds SET ttl_minutes = ?, redirect_candidate = ?, redirect_count = ?,"
+                " effective_url = COALESCE(?, effective_url), moved_at = COALESCE(?, moved_at) WHERE url = ?",
+                (
+                    outcome.ttl_minutes,
+                    outcome.redirect_candidate,
+                    outcome.redirect_count,
+                    outcome.moved_to,
+                    _iso(now) if outcome.moved_to else None,
+                    outcome.url,
+                ),
+            )
             inserted = 0
             for item in outcome.new_items:
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO items (key, feed_url, story_key, title, summary_text, summary_html,"
-                    " link, published, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " link, published, first_seen, last_seen, link_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         item.key,
                         item.feed_url,
@@ -318,12 +390,21 @@ class Store:
                         _iso(item.published) if item.published else None,
                         _iso(now),
                         _iso(now),
+                        item_link_key(item),
                     ),
                 )
                 inserted += cursor.rowcount
             db.executemany(
                 "UPDATE items SET last_seen = ? WHERE key = ?",
                 [(_iso(now), key) for key in outcome.seen_keys],
+            )
+            db.executemany(
+                "UPDATE items SET last_seen = ? WHERE feed_url = ? AND link_key = ?",
+                [(_iso(now), outcome.url, link) for link in outcome.seen_link_keys],
+            )
+            db.executemany(
+                "INSERT INTO feed_events (feed_url, at, kind, message) VALUES (?, ?, ?, ?)",
+                [(outcome.url, _iso(now), kind, message) for kind, message in outcome.events],
             )
             db.executemany(
                 "INSERT OR IGNORE INTO matches (item_key, topic_id, terms, spans, score, matched_at)"
@@ -347,6 +428,7 @@ class Store:
             db.execute(
                 "UPDATE feeds SET last_error_at = ?, last_error_class = ?, last_error = ?,"
                 " consecutive_failures = consecutive_failures + 1, next_poll_at = ?,"
+                " redirect_candidate = NULL, redirect_count = 0,"
                 " gone = CASE WHEN ? = 'gone' THEN 1 ELSE gone END WHERE url = ?",
                 (
                     _iso(now),
@@ -357,6 +439,62 @@ class Store:
                     url,
                 ),
             )
+
+    def known_link_keys(self, feed_url: str, link_keys: Iterable[str]) -> set[str]:
+        """Which of ``link_keys`` an item of this feed already had (the secondary identity, RELIABILITY I2)."""
+        wanted = list(link_keys)
+        known: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT link_key FROM items WHERE feed_url = ? AND link_key IN ({marks})",  # noqa: S608
+                (feed_url, *chunk),
+            )
+            known.update(row[0] for row in rows)
+        return known
+
+    def recent_arrivals(self, feed_url: str, after: datetime, limit: int) -> list[datetime]:
+        """First-seen times of the feed's newest ``limit`` items first seen after ``after`` (its seeding)."""
+        rows = self._db.execute(
+            "SELECT first_seen FROM items WHERE feed_url = ? AND first_seen > ? ORDER BY first_seen DESC LIMIT ?",
+            (feed_url, _iso(after), limit),
+        )
+        return [datetime.fromisoformat(row[0]) for row in rows]
+
+    def feed_events(
+        self, since: datetime, kind: str | None = None, feed_url: str | None = None
+    ) -> list[FeedEvent]:
+        """Feed events (flood guard, moves) recorded at or after ``since``, oldest first."""
+        rows = self._db.execute(
+            "SELECT e.feed_url, COALESCE(f.name, e.feed_url), e.at, e.kind, e.message FROM feed_events e"
+            " LEFT JOIN feeds f ON f.url = e.feed_url WHERE e.at >= ? AND (? IS NULL OR e.kind = ?)"
+            " AND (? IS NULL OR e.feed_url = ?) ORDER BY e.at, e.id",
+            (_iso(since), kind, kind, feed_url, feed_url),
+        )
+        return [
+            FeedEvent(str(r[0]), str(r[1]), datetime.fromisoformat(r[2]), str(r[3]), str(r[4])) for r in rows
+        ]
+
+    def prune(self, now: datetime, retention: timedelta = MIN_RETENTION) -> int:
+        """Forget items last seen in their feed more than ``retention`` ago; return how many.
+
+        Only items of feeds whose last poll succeeded (a failed or gone feed keeps everything: its items were
+        not seen because of the failure, not because they left the feed), and never an item that a pending
+        outbox message carries. Their matches go with them; delivery records stay, so a story once mailed is
+        never mailed again. ``retention`` below ``MIN_RETENTION`` is refused.
+        """
+        if retention < MIN_RETENTION:
+            raise ValueError(f"retention must be at least {MIN_RETENTION.days} days, got {retention}")
+        with self.transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM items WHERE last_seen < ? AND feed_url IN (SELECT url FROM feeds"
+                "   WHERE consecutive_failures = 0 AND gone = 0 AND last_success_at IS NOT NULL)"
+                " AND key NOT IN (SELECT d.item_key FROM deliveries d JOIN outbox o ON o.id = d.outbox_id"
+                "   WHERE o.status = 'pending')",
+                (_iso(now - retention),),
+            )
+        return cursor.rowcount
 
     def known_keys(self, keys: Iterable[str]) -> set[str]:
         """Which of ``keys`` the store has seen already."""
@@ -572,6 +710,14 @@ class Store:
 
 def _opt_str(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None else int(str(value))
+
+
+def _column(row: sqlite3.Row, name: str) -> object:
+    return row[name] if name in row.keys() else None  # noqa: SIM118 - sqlite3.Row has no __contains__ on names
 
 
 def _encode_match(match: Match) -> tuple[str, str, float]:

@@ -76,7 +76,7 @@ def test_query_errors_in_multiline_strings_point_at_their_line() -> None:
     ("topic_lines", "expected"),
     [
         ('any = ["Temu", 3]', "w.toml:4:16: topic[0].any[1]: a term must be a string"),
-        ('any = [{ text = "x", case = "upper" }]', 'w.toml:4:22: topic[0].any[0].case: case must be'),
+        ('any = [{ text = "x", case = "upper" }]', "w.toml:4:22: topic[0].any[0].case: case must be"),
         ('any = [{ text = "x", weight = 0 }]', "w.toml:4:22: topic[0].any[0].weight: weight must be"),
         ('any = [{ text = "x", colour = 1 }]', "w.toml:4:22: topic[0].any[0].colour: unknown term key"),
         ('any = [{ text = "x", regex = "y" }]', "w.toml:4:8: topic[0].any[0]: a term table needs"),
@@ -110,7 +110,7 @@ def test_missing_name_is_an_error_at_the_topic_table() -> None:
         ),
         (
             'any = ["l\'export"]',
-            "w.toml:4:8: topic[0].any[0]: warning: French elision \"l'\" is ignored: "
+            'w.toml:4:8: topic[0].any[0]: warning: French elision "l\'" is ignored: '
             "\"l'export\" matches 'export' with or without it",
         ),
         (
