@@ -145,7 +145,7 @@ def _setup_logging(level: str, log_format: str, environ: Mapping[str, str]) -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "apscheduler", "aiosmtplib", "mail.log"):
+    for noisy in ("httpx", "httpcore", "apscheduler", "aiosmtplib", "mail.log", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -90,6 +90,8 @@ class Config:
     subscribers: tuple[SubscriberConfig, ...]
     feeds_file: Path | None = None
     """The tool-managed feeds file (``alertd feeds import``); its ``[[feed]]`` entries are in ``feeds``."""
+    metrics_listen: str | None = None
+    """``host:port`` of the Prometheus exporter; None: no exporter."""
 
 
 _POLL_DEFAULT = PollConfig()
@@ -269,6 +271,16 @@ _SUBSCRIBER = {
     "timezone": Option(_timezone),
 }
 
+def _listen(value: Any) -> str:
+    text = _nonempty_str(value)
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT such as '127.0.0.1:9464', got {text!r}")
+    return text
+
+
+_METRICS = {"listen": Option(_listen)}
+
 OPTIONS: Mapping[str, Mapping[str, Option]] = {
     "": _TOP,
     "state": _STATE,
@@ -277,6 +289,7 @@ OPTIONS: Mapping[str, Mapping[str, Option]] = {
     "delivery": _DELIVERY,
     "delivery.smtp": _SMTP,
     "subscriber": _SUBSCRIBER,
+    "metrics": _METRICS,
 }
 """Every option by section (``""`` is the top level); a test checks the example config documents each."""
 
@@ -384,7 +397,7 @@ class _Loader:
 
     def build(self, known_topics: frozenset[str] | None) -> Config:
         data = self.doc.data
-        top = self.section(data, (), _TOP, nested=("state", "poll", "feed", "delivery", "subscriber"))
+        top = self.section(data, (), _TOP, nested=("state", "poll", "feed", "delivery", "subscriber", "metrics"))
         state = self.section(data.get("state", {}), ("state",), _STATE)
         poll = self.section(data.get("poll", {}), ("poll",), _POLL)
         if "min_interval" in poll and "max_interval" in poll and poll["min_interval"] > poll["max_interval"]:
@@ -396,6 +409,7 @@ class _Loader:
             feeds += self._included_feeds(feeds_file, poll, seen)
         delivery = self._delivery()
         subscribers = self._subscribers(known_topics)
+        metrics = self.section(data.get("metrics", {}), ("metrics",), _METRICS)
         if self.problems:
             raise ConfigError(self.problems)
         templates = top.get("templates_dir")
@@ -409,6 +423,7 @@ class _Loader:
             delivery=delivery,
             subscribers=subscribers,
             feeds_file=feeds_file,
+            metrics_listen=metrics.get("listen"),
         )
 
     def _feeds(self, poll: Mapping[str, Any], seen: dict[str, tuple[Path, int]]) -> tuple[FeedConfig, ...]:

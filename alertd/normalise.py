@@ -43,7 +43,6 @@ _UNSUPPORTED = "\x00"
 
 # Letters that NFKD does not decompose but a reader treats as two letters or an accented letter.
 _SPELLED_OUT = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "ł": "l"})
-_ELISION_SET = frozenset(ELISIONS)
 
 _fold_cache: dict[str, str] = {}
 _cased_cache: dict[str, str] = {}
@@ -150,7 +149,8 @@ def fold(word: str) -> str:
 def tokenise(text: str) -> Tokens:
     """Split ``text`` into folded words, keeping their offsets in ``text``."""
     spaced = text.translate(_SPACED_FOLD)
-    if _UNSUPPORTED in spaced or _NON_BMP.search(text) is not None:
+    # Folded text is mostly ASCII, and then holds no character beyond the table (isascii() is O(1)).
+    if _UNSUPPORTED in spaced or (not spaced.isascii() and _NON_BMP.search(text) is not None):
         return _tokenise_word_by_word(text)
     words = spaced.replace("-", " ").split() if "-" in spaced else spaced.split()
     return Tokens(text, words, spaced)

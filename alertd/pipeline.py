@@ -36,6 +36,7 @@ from alertd.failpoint import failpoint
 from alertd.fetch import FetchPolicy, fetch_feed
 from alertd.identify import identify, is_flood, item_link_key, novel_items
 from alertd.match import match_item
+from alertd.metrics import Metrics
 from alertd.models import FeedHealth, FetchStatus, Item, Match
 from alertd.parse import ParserPool
 from alertd.render import render_digest
@@ -65,6 +66,7 @@ class Runtime:
     rng: random.Random = field(default_factory=random.Random)
     # One drain at a time: two concurrent drains would both pick the same due message and send it twice.
     delivery_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,8 @@ class PollReport:
     error: str | None = None
     notice: str | None = None
     """Something the poll held back and reported (the flood guard)."""
+    topic_matches: tuple[tuple[str, int], ...] = ()
+    """How many matches each topic got, for metrics."""
 
     @property
     def failed(self) -> bool:
@@ -194,7 +198,13 @@ async def poll_feed(rt: Runtime, feed: FeedConfig, now: datetime) -> PollReport:
     elif new_items:
         log.info("feed %s: %d new items, %d matches", feed.name, len(new_items), len(matches))
     return PollReport(
-        feed.url, feed.name, status, new_items=len(new_items), matches=len(matches), notice=notice
+        feed.url,
+        feed.name,
+        status,
+        new_items=len(new_items),
+        matches=len(matches),
+        notice=notice,
+        topic_matches=tuple(Counter(match.topic_id for _, match in matches).items()),
     )
 
 
@@ -477,7 +487,10 @@ def message_bytes(message: EmailMessage) -> bytes:
 async def drain_outbox(rt: Runtime, now: datetime) -> list[DeliveryAttempt]:
     """Deliver every due outbox message; mark each sent only after the server (or mailbox) accepted it."""
     async with rt.delivery_lock:
-        return await _drain_outbox(rt, now)
+        attempts = await _drain_outbox(rt, now)
+    for attempt in attempts:
+        rt.metrics.emails.labels(attempt.status).inc()
+    return attempts
 
 
 async def _drain_outbox(rt: Runtime, now: datetime) -> list[DeliveryAttempt]:
@@ -487,7 +500,8 @@ async def _drain_outbox(rt: Runtime, now: datetime) -> list[DeliveryAttempt]:
         assert isinstance(message, EmailMessage)
         failpoint("before_delivery")
         try:
-            await deliver(message, rt.config.delivery, base_dir=rt.config.path.parent, password=rt.smtp_password)
+            with rt.metrics.delivery_seconds.time():
+                await deliver(message, rt.config.delivery, base_dir=rt.config.path.parent, password=rt.smtp_password)
         except TransientDeliveryError as exc:
             if now - queued.created_at >= RETRY_LIFETIME:
                 rt.store.mark_failed(queued.id, f"gave up after {RETRY_LIFETIME}: {exc}")

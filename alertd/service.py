@@ -146,6 +146,9 @@ class Daemon:
             self._schedule_all()
             self.scheduler.start()
             self.watched = _file_stamps(watched_files(config))
+            if config.metrics_listen:
+                rt.metrics.serve(config.metrics_listen)
+                log.info("metrics on http://%s/metrics", config.metrics_listen)
             rt.store.daemon_started(os.getpid(), self.config_path, self.now())
             self.notifier.ready(self.status_line())
             watchdog = asyncio.create_task(self._watchdog()) if self.notifier.watchdog_interval else None
@@ -168,6 +171,7 @@ class Daemon:
                 watchdog.cancel()
             await self._shutdown()
             rt.store.daemon_stopped(self.now())
+            rt.metrics.close()
         self.notifier.close()
         log.info("alertd stopped")
         return 0
@@ -269,7 +273,14 @@ class Daemon:
         feed = next((f for f in self.rt.config.feeds if f.url == url), None)
         if feed is None:
             return
-        report = await pipeline.poll_feed(self.rt, feed, self.now())
+        with self.rt.metrics.poll_seconds.time():
+            report = await pipeline.poll_feed(self.rt, feed, self.now())
+        self.rt.metrics.polls.labels(report.status).inc()
+        if report.error_class:
+            self.rt.metrics.poll_errors.labels(report.error_class).inc()
+        self.rt.metrics.new_items.inc(report.new_items)
+        for topic, count in report.topic_matches:
+            self.rt.metrics.matches.labels(topic).inc(count)
         if report.matches and any(s.schedule.is_immediate for s in self.rt.config.subscribers):
             pipeline.flush_digests(self.rt, self.now())
             await pipeline.drain_outbox(self.rt, self.now())
@@ -314,6 +325,7 @@ class Daemon:
         assert self.rt is not None
         self.rt.store.daemon_heartbeat(self.now())
         self.notifier.status(self.status_line())
+        self.rt.metrics.outbox_pending.set(len(self.rt.store.outbox(("pending",))))
 
     def status_line(self) -> str:
         """One line for ``systemctl status``: feeds ok/failing, pending mail, last delivery."""
@@ -349,11 +361,13 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload failed, keeping the previous configuration:\n%s", exc)
             self.rt.store.record_reload(False, str(exc), self.now())
+            self.rt.metrics.reloaded(False)
             self.notifier.ready(self.status_line())
             return False
         self._apply(config, watchlist)
         self.watched = _file_stamps(watched_files(config))
         self.rt.store.record_reload(True, None, self.now())
+        self.rt.metrics.reloaded(True)
         self.notifier.ready(self.status_line())
         return True
 

@@ -39,7 +39,6 @@ from alertd.conditions import (
     compile_predicate,
     evaluate,
 )
-from alertd.conditions import positive_terms as _positive_terms
 from alertd.errors import ConfigError, Problem
 from alertd.normalise import leading_elision, term_words
 from alertd.query import (
@@ -80,14 +79,14 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 @dataclass(frozen=True)
 class Topic:
-    """One compiled topic: its identity, when it fires and what counts as evidence."""
+    """One compiled topic: its identity and when it fires (``matches``, ``vetoed``: compiled predicates of
+    ``condition`` and ``veto`` over an item's term hits)."""
 
     id: str
     name: str
     priority: str = "normal"
     condition: Node = field(default_factory=lambda: all_of([]), repr=False)
     veto: Node | None = field(default=None, repr=False)
-    evidence: tuple[int, ...] = field(default=(), repr=False)
     feeds: frozenset[str] = frozenset()
     exclude_feeds: frozenset[str] = frozenset()
     min_score: float | None = None
@@ -263,7 +262,6 @@ class _Compiler:
         if parts is None or topic_id is None or name is None:
             return None
         condition, veto = parts
-        evidence = tuple(dict.fromkeys(_positive_terms(condition)))
         if evaluate(condition, {}):
             self.report(where, "this topic matches items that contain none of its terms", "warning")
         return Topic(
@@ -272,7 +270,6 @@ class _Compiler:
             priority=priority if priority in PRIORITIES else "normal",
             condition=condition,
             veto=veto,
-            evidence=evidence,
             feeds=self._feed_list(where, raw, "feeds"),
             exclude_feeds=self._feed_list(where, raw, "exclude_feeds"),
             min_score=self._min_score(where, raw),

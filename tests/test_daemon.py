@@ -105,3 +105,51 @@ def test_sighup_keeps_the_last_good_watchlist_until_a_valid_one_arrives(
         assert 0 == process.wait(timeout=30)
     finally:
         process.kill()
+
+
+def test_metrics_are_served_when_configured(tmp_path: Path, feed_server: FeedServer) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    feed_server.route(
+        "/feed.xml", make_rss([{"title": "Temu lève des fonds", "link": "https://example.org/t"}])
+    )
+    process, log = start_daemon(tmp_path, feed_server.url("/feed.xml"))
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+    config = tmp_path / "alertd.toml"
+    config.write_text(config.read_text() + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n', encoding="utf-8")
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "alertd", "run", "-c", str(config)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def scraped() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                    return str(response.read().decode())
+            except OSError:
+                return ""
+
+        assert wait_for(
+            lambda: (
+                'alertd_polls_total{status="not_modified"}' in scraped()
+                or 'alertd_polls_total{status="' in scraped()
+            )
+        ), log.read_text()
+        text = scraped()
+        assert "alertd_config_last_reload_successful 1.0" in text
+        assert "alertd_poll_duration_seconds_bucket" in text
+        (tmp_path / "watchlist.toml").write_text("[[topic]]\nbroken", encoding="utf-8")
+        process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "alertd_config_last_reload_successful 0.0" in scraped()), log.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert 0 == process.wait(timeout=30)
+    finally:
+        process.kill()

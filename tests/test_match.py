@@ -45,7 +45,7 @@ def fires(w: Watchlist, title: str, summary: str = "", **context: object) -> boo
     ],
 )
 def test_default_watchlist_finds_chinese_ecommerce(title: str, summary: str) -> None:
-    assert ["chinese-ecommerce"] == [m.topic_id for m in match_item(DEFAULT, title, summary)]
+    assert [m.topic_id for m in match_item(DEFAULT, title, summary)] == ["chinese-ecommerce"]
 
 
 @pytest.mark.parametrize(
@@ -205,7 +205,7 @@ def test_feed_scoping_by_name_or_tag() -> None:
 def test_weights_and_min_score() -> None:
     w = watchlist('any = [{ text = "Temu", weight = 2 }, "amende", "Shein"]\nmin_score = 3')
     [found] = match_item(w, "Temu reçoit une amende", "")
-    assert 3.0 == found.score
+    assert found.score == 3.0
     assert not fires(w, "Temu grandit")
     assert not fires(w, "Shein reçoit une amende")
 
@@ -215,7 +215,7 @@ def test_matches_follow_watchlist_order() -> None:
         '[[topic]]\nid = "b"\nname = "B"\nany = ["Shein"]\n[[topic]]\nid = "a"\nname = "A"\nany = ["Temu"]\n'
     )
     w = compile_watchlist(loads(text, Path("w.toml")), source=text)
-    assert ["b", "a"] == [m.topic_id for m in match_item(w, "Temu et Shein", "")]
+    assert [m.topic_id for m in match_item(w, "Temu et Shein", "")] == ["b", "a"]
 
 
 # --- explanations -----------------------------------------------------------------------------------------
@@ -225,16 +225,18 @@ def test_spans_point_into_the_original_text() -> None:
     w = watchlist('any = ["Alibaba", "e-commerce"]')
     title, summary = "L’e‑commerce d’Alibaba", "ALIBABA grandit"
     [found] = match_item(w, title, summary)
-    assert ("e-commerce", "Alibaba") == found.terms
-    assert ["e‑commerce", "Alibaba", "ALIBABA"] == [
-        (title if s.field == "title" else summary)[s.start : s.end] for s in found.spans
+    assert found.terms == ("e-commerce", "Alibaba")
+    assert [(title if s.field == "title" else summary)[s.start : s.end] for s in found.spans] == [
+        "e‑commerce",
+        "Alibaba",
+        "ALIBABA",
     ]
 
 
 def test_only_terms_of_branches_that_hold_are_evidence() -> None:
     w = watchlist('query = "Temu OR (Shein AND amende)"')
     [found] = match_item(w, "Temu et Shein", "")
-    assert ("Temu",) == found.terms
+    assert found.terms == ("Temu",)
 
 
 def test_explanation_brackets_the_matched_words() -> None:
@@ -243,7 +245,7 @@ def test_explanation_brackets_the_matched_words() -> None:
     explanation = format_explanation("Enquête sur Temu", "", found, w)
     assert "t (T): score 1" in explanation
     assert "title: Enquête sur [Temu]" in explanation
-    assert "no topic matched" == format_explanation("x", "y", (), w)
+    assert format_explanation("x", "y", (), w) == "no topic matched"
 
 
 _WORD = st.text(alphabet="aeiouéèàçlmnrstxzABCÉ", min_size=1, max_size=8)

@@ -69,7 +69,7 @@ def test_query_errors_point_inside_the_query_string(query: str, col: int, messag
 def test_query_errors_in_multiline_strings_point_at_their_line() -> None:
     text = "[[topic]]\nid = 't'\nname = 'T'\nquery = '''\nTemu\n  OR (Shein\n'''\n"
     [problem] = problems_of(text)
-    assert "w.toml:6:6: topic[0].query: invalid query: unclosed parenthesis" == problem
+    assert problem == "w.toml:6:6: topic[0].query: invalid query: unclosed parenthesis"
 
 
 @pytest.mark.parametrize(
@@ -95,9 +95,9 @@ def test_wrong_types_and_values_are_errors(topic_lines: str, expected: str) -> N
 
 
 def test_missing_name_is_an_error_at_the_topic_table() -> None:
-    assert ["w.toml:1:3: topic[0]: topic is missing 'name'"] == problems_of(
-        '[[topic]]\nid = "t"\nany = ["Temu"]\n'
-    )
+    assert problems_of('[[topic]]\nid = "t"\nany = ["Temu"]\n') == [
+        "w.toml:1:3: topic[0]: topic is missing 'name'"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -132,17 +132,17 @@ def test_suspicious_terms_are_warnings(topic_lines: str, expected: str) -> None:
 
 def test_exact_case_silences_the_short_term_warning() -> None:
     text = '[[topic]]\nid = "t"\nname = "T"\nany = [{ text = "JD", case = "exact" }]\n'
-    assert [] == warnings_of(text)
+    assert warnings_of(text) == []
 
 
 def test_unused_set_is_a_warning() -> None:
     text = '[sets]\nspare = ["xyz1"]\n[[topic]]\nid = "t"\nname = "T"\nany = ["Temu"]\n'
-    assert ["w.toml:2:1: sets.spare: warning: set @spare is never used"] == warnings_of(text)
+    assert warnings_of(text) == ["w.toml:2:1: sets.spare: warning: set @spare is never used"]
 
 
 def test_sets_cannot_nest() -> None:
     text = '[sets]\na = ["xyz1"]\nb = ["@a"]\n[[topic]]\nid = "t"\nname = "T"\nany = ["@b"]\n'
-    assert ["w.toml:3:6: sets.b[0]: a set cannot refer to another set"] == problems_of(text)
+    assert problems_of(text) == ["w.toml:3:6: sets.b[0]: a set cannot refer to another set"]
 
 
 def test_priority_defaults_to_normal_and_keeps_immediate() -> None:
@@ -151,14 +151,14 @@ def test_priority_defaults_to_normal_and_keeps_immediate() -> None:
         '[[topic]]\nid = "b"\nname = "B"\nany = ["Shein"]\npriority = "immediate"\n'
     )
     watchlist = compile_text(text)
-    assert ["normal", "immediate"] == [t.priority for t in watchlist.topics]
+    assert [t.priority for t in watchlist.topics] == ["normal", "immediate"]
 
 
 def test_topic_lookup_by_id() -> None:
     watchlist = compile_text('[[topic]]\nid = "a"\nname = "Alpha"\nany = ["Temu"]\n')
     found = watchlist.topic("a")
     assert found is not None
-    assert "Alpha" == found.name
+    assert found.name == "Alpha"
     assert watchlist.topic("missing") is None
 
 
@@ -169,6 +169,6 @@ def test_missing_file_is_a_config_error() -> None:
 
 def test_default_watchlist_compiles_without_warnings() -> None:
     watchlist = load_watchlist(DEFAULT_WATCHLIST)
-    assert ["chinese-ecommerce", "french-exports"] == [t.id for t in watchlist.topics]
-    assert ["E-commerce chinois", "Exportations françaises"] == [t.name for t in watchlist.topics]
-    assert () == watchlist.warnings
+    assert [t.id for t in watchlist.topics] == ["chinese-ecommerce", "french-exports"]
+    assert [t.name for t in watchlist.topics] == ["E-commerce chinois", "Exportations françaises"]
+    assert watchlist.warnings == ()
