@@ -13,7 +13,8 @@ The language is documented in ``docs/watchlist.md``. In short::
     all = [["Shein", "Temu"], ["douane*", "colis"]]   # each group must match
     none = ["bon plan"]                      # vetoes
     query = 'title:(@alibaba OR Temu) AND NOT "bon plan"'
-    feeds = ["tag:chine"]  exclude_feeds = []  min_score = 1
+    feeds = ["tag:chine"]                    # feed names or tags; exclude_feeds likewise
+    min_score = 1                            # sum of the weights of the terms that fired
 
 Errors raise :class:`ConfigError` carrying all of them; warnings are kept on :attr:`Watchlist.warnings`.
 """

@@ -99,7 +99,7 @@ def delivered(smtp_server) -> tuple[Counter[str], set[str]]:  # type: ignore[no-
 
 def assert_intact(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "var/alertd.sqlite3")
-    assert ("ok",) == db.execute("PRAGMA integrity_check").fetchone()
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     db.close()
 
 
@@ -126,9 +126,9 @@ def test_sigkill_at_each_fail_point_loses_nothing_and_repeats_at_most_once(
     config = write_config(tmp_path, feed_server.url("/feed.xml"), smtp_server.port)
 
     crashed = run_once(config, failpoint=point)
-    assert -9 == crashed.returncode, crashed.stdout + crashed.stderr
+    assert crashed.returncode == -9, crashed.stdout + crashed.stderr
     recovered = run_once(config)
-    assert 0 == recovered.returncode, recovered.stdout + recovered.stderr
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
 
     per_id, titles = delivered(smtp_server)
     assert matching_titles(6) == titles, "a matched story was lost"
@@ -139,7 +139,7 @@ def test_sigkill_at_each_fail_point_loses_nothing_and_repeats_at_most_once(
     assert_intact(tmp_path)
 
     again = run_once(config)
-    assert 0 == again.returncode
+    assert again.returncode == 0
     assert per_id == delivered(smtp_server)[0], "a clean run after recovery must send nothing more"
 
 
@@ -171,7 +171,7 @@ def test_random_kills_lose_nothing_and_repeat_at_most_once_per_kill(
             kills += 1
         process.wait(timeout=60)
     final = run_once(config)
-    assert 0 == final.returncode, final.stdout + final.stderr
+    assert final.returncode == 0, final.stdout + final.stderr
 
     per_id, titles = delivered(smtp_server)
     assert matching_titles(count) == titles, "a matched story was lost"

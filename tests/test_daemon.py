@@ -70,13 +70,13 @@ def test_daemon_delivers_then_stops_cleanly_on_sigterm(tmp_path: Path, feed_serv
         maildir = tmp_path / "var/mail/new"
         assert wait_for(lambda: maildir.is_dir() and any(maildir.iterdir())), log.read_text()
         process.send_signal(signal.SIGTERM)
-        assert 0 == process.wait(timeout=30), log.read_text()
+        assert process.wait(timeout=30) == 0, log.read_text()
     finally:
         process.kill()
     output = log.read_text()
     assert "received SIGTERM" in output
     assert "alertd stopped" in output
-    assert 1 == len(list(maildir.iterdir()))
+    assert len(list(maildir.iterdir())) == 1
 
 
 def test_sighup_keeps_the_last_good_watchlist_until_a_valid_one_arrives(
@@ -102,7 +102,7 @@ def test_sighup_keeps_the_last_good_watchlist_until_a_valid_one_arrives(
         process.send_signal(signal.SIGHUP)
         assert wait_for(lambda: "configuration reloaded" in log.read_text()), log.read_text()
         process.send_signal(signal.SIGTERM)
-        assert 0 == process.wait(timeout=30)
+        assert process.wait(timeout=30) == 0
     finally:
         process.kill()
 
@@ -150,6 +150,6 @@ def test_metrics_are_served_when_configured(tmp_path: Path, feed_server: FeedSer
         process.send_signal(signal.SIGHUP)
         assert wait_for(lambda: "alertd_config_last_reload_successful 0.0" in scraped()), log.read_text()
         process.send_signal(signal.SIGTERM)
-        assert 0 == process.wait(timeout=30)
+        assert process.wait(timeout=30) == 0
     finally:
         process.kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -33,7 +34,7 @@ def test_system_unit_exposure_is_at_most_1_5() -> None:
         text=True,
         check=False,
     )
-    assert 0 == result.returncode, result.stdout[-2000:] + result.stderr
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     assert "Overall exposure level for alertd.service" in result.stdout
 
 
@@ -105,7 +106,7 @@ def test_cpython_and_every_dependency_run_under_memory_deny_write_execute() -> N
     if "MDWE-UNSUPPORTED" in result.stdout:
         pytest.skip("this kernel has no PR_SET_MDWE (Linux < 6.3)")
     assert "MDWE-NOT-ENFORCED" not in result.stdout
-    assert 0 == result.returncode, result.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-3000:]
     assert "MDWE-OK" in result.stdout
 
 
@@ -167,7 +168,7 @@ def test_daemon_speaks_sd_notify(
         assert receive_until(notify_socket, "RELOADING=1", seen), log.read_text()
         process.send_signal(signal.SIGTERM)
         assert receive_until(notify_socket, "STOPPING=1", seen), log.read_text()
-        assert 0 == process.wait(timeout=30)
+        assert process.wait(timeout=30) == 0
     finally:
         process.kill()
     order = [
@@ -210,10 +211,10 @@ def test_a_stalled_event_loop_stops_the_watchdog(tmp_path: Path, notify_socket: 
             if "WATCHDOG=1" in message:
                 pings.append(time.monotonic())
         process.send_signal(signal.SIGTERM)
-        assert 0 == process.wait(timeout=30)
+        assert process.wait(timeout=30) == 0
     finally:
         process.kill()
-    gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(pings)]
     assert pings, log.read_text()
     assert max(gaps) >= 5.0, gaps  # the 6 s stall: silence
     assert sorted(gaps)[len(gaps) // 2] <= 1.0, gaps  # otherwise every half interval
