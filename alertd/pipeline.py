@@ -67,6 +67,15 @@ class Runtime:
     # One drain at a time: two concurrent drains would both pick the same due message and send it twice.
     delivery_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     metrics: Metrics = field(default_factory=Metrics)
+    # Bounds the daemon's concurrent polls to [poll] concurrency; created on first use (see poll_slot).
+    poll_slots: asyncio.Semaphore | None = None
+
+
+def poll_slot(rt: Runtime) -> asyncio.Semaphore:
+    """The semaphore every scheduled poll holds while it runs: at most ``[poll] concurrency`` at once."""
+    if rt.poll_slots is None:
+        rt.poll_slots = asyncio.Semaphore(rt.config.poll.concurrency)
+    return rt.poll_slots
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ OUTBOX_INTERVAL = timedelta(seconds=60)
 HEARTBEAT_INTERVAL = 1.0
 WATCH_INTERVAL = 2.0
 STATUS_INTERVAL = 30.0
+FIRST_POLL_SPREAD = 10.0
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
 
 
@@ -191,7 +192,9 @@ class Daemon:
         self.stopping.set()
 
     async def _shutdown(self) -> None:
-        self.scheduler.shutdown(wait=False)
+        # Pause first and shut down last: APScheduler's asyncio executor cancels running jobs on shutdown,
+        # and in-flight polls and deliveries deserve STOP_TIMEOUT seconds to finish.
+        self.scheduler.pause()
         if self.in_flight:
             _, pending = await asyncio.wait(self.in_flight, timeout=STOP_TIMEOUT)
             for task in pending:
@@ -199,6 +202,7 @@ class Daemon:
             if pending:
                 await asyncio.wait(pending, timeout=5)
                 log.warning("stop: %d unfinished steps rolled back", len(pending))
+        self.scheduler.shutdown(wait=False)
 
     # --- jobs ----------------------------------------------------------------------------------------------
 
@@ -243,15 +247,27 @@ class Daemon:
         self.scheduler.add_job(self._watch_files, IntervalTrigger(seconds=WATCH_INTERVAL), id="watch-files")
         self.scheduler.add_job(self._report_status, IntervalTrigger(seconds=STATUS_INTERVAL), id="status")
 
-    def _schedule_feed(self, feed: FeedConfig) -> None:
+    def _schedule_feed(self, feed: FeedConfig, *, after_poll: bool = False) -> None:
+        """One job per feed, run at the ``next_poll_at`` its last poll stored (schedule.py decided it).
+
+        A feed never polled, or overdue after a stop, starts within ``FIRST_POLL_SPREAD`` seconds, spread so
+        feeds do not fire together. A gone feed (410) is not scheduled. After a poll whose outcome could not
+        be recorded (a bug), the feed waits ``[poll] min_interval`` rather than looping.
+        """
         assert self.rt is not None
-        interval = (feed.interval or self.rt.config.poll.interval).total_seconds()
-        first = self.now() + timedelta(seconds=self.rng.uniform(0, min(10.0, interval / 4)))
+        state = self.rt.store.feed_state(feed.url, feed.name)
+        if state.gone:
+            return
+        now = self.now()
+        due = state.next_poll_at
+        if due is None or due <= now:
+            spread = self.rng.uniform(0, FIRST_POLL_SPREAD)
+            wait = self.rt.config.poll.min_interval if after_poll else timedelta(seconds=spread)
+            due = now + wait
         self.scheduler.add_job(
             self._track(lambda: self._poll(feed.url)),
-            IntervalTrigger(seconds=interval, jitter=int(interval * self.rt.config.poll.jitter)),
+            DateTrigger(run_date=due),
             id=f"poll:{feed.url}",
-            next_run_time=first,
             replace_existing=True,
         )
 
@@ -273,8 +289,13 @@ class Daemon:
         feed = next((f for f in self.rt.config.feeds if f.url == url), None)
         if feed is None:
             return
-        with self.rt.metrics.poll_seconds.time():
-            report = await pipeline.poll_feed(self.rt, feed, self.now())
+        try:
+            async with pipeline.poll_slot(self.rt):
+                with self.rt.metrics.poll_seconds.time():
+                    report = await pipeline.poll_feed(self.rt, feed, self.now())
+        finally:
+            if not self.stopping.is_set():
+                self._schedule_feed(feed, after_poll=True)
         self.rt.metrics.polls.labels(report.status).inc()
         if report.error_class:
             self.rt.metrics.poll_errors.labels(report.error_class).inc()

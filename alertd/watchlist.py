@@ -21,6 +21,7 @@ Errors raise :class:`ConfigError` carrying all of them; warnings are kept on :at
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -41,7 +42,7 @@ from alertd.conditions import (
     evaluate,
 )
 from alertd.errors import ConfigError, Problem
-from alertd.normalise import leading_elision, term_words
+from alertd.normalise import inflected_forms, leading_elision, term_words
 from alertd.query import (
     FIELDS,
     QAnd,
@@ -76,6 +77,7 @@ _TOPIC_KEYS = frozenset(
 )
 _TERM_KEYS = frozenset({"text", "regex", "case", "form", "weight", "field"})
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SET_REFERENCE = re.compile(r"@([A-Za-z0-9][A-Za-z0-9_.-]*)")
 
 
 @dataclass(frozen=True)
@@ -86,13 +88,16 @@ class Topic:
     id: str
     name: str
     priority: str = "normal"
-    condition: Node = field(default_factory=lambda: all_of([]), repr=False)
-    veto: Node | None = field(default=None, repr=False)
+    condition: Node = field(default_factory=lambda: all_of([]), repr=False, compare=False)
+    veto: Node | None = field(default=None, repr=False, compare=False)
     feeds: frozenset[str] = frozenset()
     exclude_feeds: frozenset[str] = frozenset()
     min_score: float | None = None
     matches: Predicate = field(default=lambda hits: False, repr=False, compare=False)
     vetoed: Predicate = field(default=lambda hits: False, repr=False, compare=False)
+    # What the topic was compiled from (its table and the sets it uses), so that two compilations of an
+    # unchanged topic compare equal even when other topics' edits renumbered the terms.
+    definition: str = field(default="", repr=False)
 
     def accepts_feed(self, feed_name: str, feed_tags: frozenset[str]) -> bool:
         """Whether an item from this feed (name or any tag) is in this topic's feed scope."""
@@ -185,6 +190,7 @@ class _Compiler:
         self.terms: list[Term] = []
         self._term_ids: dict[tuple[Any, ...], int] = {}
         self.sets: dict[str, list[_TermSpec]] = {}
+        self.raw_sets: dict[str, Any] = {}
         self._used_sets: set[str] = set()
 
     # --- reporting ---------------------------------------------------------------------------------
@@ -219,6 +225,7 @@ class _Compiler:
         if not isinstance(raw, dict):
             self.report(("sets",), "sets must be a table: write [sets]")
             return
+        self.raw_sets = dict(raw)
         for name, members in raw.items():
             where: KeyPath = ("sets", name)
             if not _ID.fullmatch(name):
@@ -267,6 +274,7 @@ class _Compiler:
             self.report(where, "this topic matches items that contain none of its terms", "warning")
         return Topic(
             id=topic_id,
+            definition=self._definition(raw),
             name=name,
             priority=priority if priority in PRIORITIES else "normal",
             condition=condition,
@@ -277,6 +285,11 @@ class _Compiler:
             matches=compile_predicate(condition),
             vetoed=compile_predicate(veto) if veto is not None else compile_predicate(any_of([])),
         )
+
+    def _definition(self, raw: dict[str, Any]) -> str:
+        text = json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str)
+        used = sorted(set(_SET_REFERENCE.findall(text)) & set(self.raw_sets))
+        return json.dumps([raw, {n: self.raw_sets[n] for n in used}], sort_keys=True, default=str)
 
     def _topic_parts(self, where: KeyPath, raw: dict[str, Any]) -> tuple[Node, Node | None] | None:
         positive: list[Node] = []
@@ -419,6 +432,25 @@ class _Compiler:
                 line, col = self.doc.locate(seen[key].where)
                 self.report(spec.where, f"duplicate term {spec.text!r} (already at {line}:{col})", "warning")
             seen.setdefault(key, spec)
+        self._check_covered_by_inflection(specs)
+
+    def _check_covered_by_inflection(self, specs: list[_TermSpec]) -> None:
+        """Warn about a word that an earlier word's inflected forms already match (``porcs`` after ``porc``)."""
+        forms: dict[str, _TermSpec] = {}
+        for spec in specs:
+            words = term_words(spec.text) if spec.regex is None else ()
+            if len(words) != 1 or spec.form_exact or spec.prefix or spec.case_exact:
+                continue
+            earlier = forms.get(words[0])
+            if earlier is not None and term_words(earlier.text) != words and spec.where != earlier.where:
+                line, col = self.doc.locate(earlier.where)
+                self.report(
+                    spec.where,
+                    f"{spec.text!r} is already matched as a form of {earlier.text!r} ({line}:{col})",
+                    "warning",
+                )
+            for form in inflected_forms(words[0]):
+                forms.setdefault(form, spec)
 
     def _check_vetoed(self, positive: list[_TermSpec], vetoes: list[_TermSpec]) -> None:
         vetoed = {_spec_key(v) for v in vetoes}
@@ -495,7 +527,9 @@ class _Compiler:
         try:
             compiled = re.compile(pattern)
         except re.error as exc:
-            self.report((*where, "regex"), f"invalid regex {pattern!r}: {exc}")
+            key: KeyPath = (*where, "regex")
+            line, col = self._position_in_value(key, exc.pos or 0)
+            self.report_at(key, line, col, f"invalid regex {pattern!r}: {exc.msg}")
             return None
         if compiled.search("") is not None:
             self.report((*where, "regex"), f"regex {pattern!r} matches the empty string")

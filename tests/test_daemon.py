@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,8 +11,10 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tests.feedserver import FeedServer, make_rss
+from tests.smtpserver import SmtpServer
 
 WATCHLIST = """
 [[topic]]
@@ -101,6 +104,7 @@ def test_sighup_keeps_the_last_good_watchlist_until_a_valid_one_arrives(
         )
         process.send_signal(signal.SIGHUP)
         assert wait_for(lambda: "configuration reloaded" in log.read_text()), log.read_text()
+        assert "reload: topic modified: chinese-ecommerce" in log.read_text()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:
@@ -153,3 +157,111 @@ def test_metrics_are_served_when_configured(tmp_path: Path, feed_server: FeedSer
         assert process.wait(timeout=30) == 0
     finally:
         process.kill()
+
+
+def test_sigterm_mid_delivery_finishes_the_delivery_then_exits_0(
+    tmp_path: Path, feed_server: FeedServer, smtp_server: SmtpServer
+) -> None:
+    import asyncio
+    import sqlite3
+
+    original = smtp_server.handler.handle_DATA
+
+    async def slow_data(server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(3)
+        return await original(server, session, envelope)
+
+    smtp_server.handler.handle_DATA = slow_data  # type: ignore[method-assign]
+    feed_server.route(
+        "/feed.xml", make_rss([{"title": "Alibaba recrute en France", "link": "https://example.org/a"}])
+    )
+    process, log = start_daemon(tmp_path, feed_server.url("/feed.xml"))
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+    config = tmp_path / "alertd.toml"
+    config.write_text(
+        config.read_text()
+        + f'\n[delivery]\nmethod = "smtp"\n[delivery.smtp]\nhost = "127.0.0.1"\nport = {smtp_server.port}\nsecurity = "none"\n',
+        encoding="utf-8",
+    )
+    shutil.rmtree(tmp_path / "var", ignore_errors=True)
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "alertd", "run", "-c", str(config)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        assert wait_for(lambda: smtp_server.saw("DATA")), log.read_text()
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+        assert time.monotonic() - started < 20
+    finally:
+        process.kill()
+    assert len(smtp_server.messages) == 1, log.read_text()
+    db = sqlite3.connect(tmp_path / "var/alertd.sqlite3")
+    assert db.execute("SELECT status FROM outbox").fetchall() == [("sent",)]
+    db.close()
+
+
+def test_a_watchlist_edit_on_disk_is_picked_up_without_a_signal(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.route("/feed.xml", make_rss([]))
+    process, log = start_daemon(tmp_path, feed_server.url("/feed.xml"))
+    try:
+        assert wait_for(lambda: "alertd started" in log.read_text()), log.read_text()
+        watchlist = tmp_path / "watchlist.toml"
+        watchlist.write_text(
+            WATCHLIST + '\n[[topic]]\nid = "exports"\nname = "Exportations"\nany = ["cognac"]\n',
+            encoding="utf-8",
+        )
+        assert wait_for(lambda: "reload: topic added: exports" in log.read_text()), log.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+
+
+def test_status_reports_a_running_then_stopped_daemon(tmp_path: Path, feed_server: FeedServer) -> None:
+    import json
+
+    feed_server.route("/feed.xml", make_rss([]))
+    process, log = start_daemon(tmp_path, feed_server.url("/feed.xml"))
+    config = tmp_path / "alertd.toml"
+
+    def status() -> dict[str, Any]:
+        result = subprocess.run(
+            [sys.executable, "-m", "alertd", "status", "--json", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return dict(json.loads(result.stdout)) if result.stdout.startswith("{") else {}
+
+    try:
+        assert wait_for(lambda: status().get("running") is True), log.read_text()
+        running = status()
+        assert process.pid == running["pid"]
+        assert running["feeds_total"] == 1
+        assert running["outbox"] == {"pending": 0, "retrying": 0, "failed": 0}
+        assert running["subscribers"][0]["email"] == "reader@example.org"
+        (tmp_path / "watchlist.toml").write_text("[[topic]]\nid = 3\n", encoding="utf-8")
+        process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: status().get("reload_ok") is False), log.read_text()
+        assert "watchlist.toml:2:" in status()["reload_error"]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+    stopped = status()
+    assert stopped["running"] is False and stopped["pid"] is None
+    text = subprocess.run(
+        [sys.executable, "-m", "alertd", "status", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "daemon:      not running" in text
+    assert "LAST RELOAD FAILED" in text

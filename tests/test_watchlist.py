@@ -34,8 +34,7 @@ def test_every_error_of_a_file_is_reported_at_once_with_its_position() -> None:
         load_watchlist(path)
     assert [
         f"{path}:2:1: unknown_top: unknown key 'unknown_top' (expected [[topic]] tables and [sets])",
-        f"{path}:10:10: topic[0].any[0].regex: invalid regex 'ali(baba': missing ), "
-        "unterminated subpattern at position 3",
+        f"{path}:10:22: topic[0].any[0].regex: invalid regex 'ali(baba': missing ), unterminated subpattern",
         f"{path}:15:28: topic[1].query: invalid query: query ends where a word was expected",
         f"{path}:20:8: topic[2].any[0]: unknown set @nosuchset (known: @brands)",
         f"{path}:21:1: topic[2].colour: unknown topic key 'colour'",
@@ -119,6 +118,10 @@ def test_missing_name_is_an_error_at_the_topic_table() -> None:
         ),
         ('query = "NOT Temu"', "w.toml:1:3: topic[0]: warning: this topic matches items that contain"),
         (
+            'any = ["porc", "porcs"]',
+            "w.toml:4:16: topic[0].any[1]: warning: 'porcs' is already matched as a form of 'porc' (4:8)",
+        ),
+        (
             'any = [{ regex = "Alibaba" }]',
             "w.toml:4:10: topic[0].any[0].regex: warning: regex runs on normalised text",
         ),
@@ -152,6 +155,23 @@ def test_priority_defaults_to_normal_and_keeps_immediate() -> None:
     )
     watchlist = compile_text(text)
     assert [t.priority for t in watchlist.topics] == ["normal", "immediate"]
+
+
+def test_an_unchanged_topic_compares_equal_across_edits_of_other_topics() -> None:
+    sets = '[sets]\nbrands = ["Alibaba"]\n'
+    before = compile_text(sets + '[[topic]]\nid = "a"\nname = "A"\nany = ["Temu"]\n' + TOPIC_B)
+    after = compile_text(sets + '[[topic]]\nid = "a"\nname = "A"\nany = ["Shein", "Temu"]\n' + TOPIC_B)
+    assert before.topic("a") != after.topic("a")
+    assert before.topic("b") == after.topic("b")
+
+
+def test_editing_a_set_changes_the_topics_that_use_it() -> None:
+    before = compile_text('[sets]\nbrands = ["Temu"]\n' + TOPIC_B)
+    after = compile_text('[sets]\nbrands = ["Temu", "Shein"]\n' + TOPIC_B)
+    assert before.topic("b") != after.topic("b")
+
+
+TOPIC_B = '[[topic]]\nid = "b"\nname = "B"\nany = ["@brands", "amende"]\n'
 
 
 def test_topic_lookup_by_id() -> None:
