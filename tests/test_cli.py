@@ -1,0 +1,148 @@
+"""The command line as users type it: match, init, replay, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "config" / "alertd.toml"
+
+WATCHLIST = """
+[[topic]]
+id = "chinese-ecommerce"
+name = "E-commerce chinois"
+any = ["Alibaba", "Temu", "Shein"]
+
+[[topic]]
+id = "french-exports"
+name = "Exportations françaises"
+any = ["exportations", "cognac"]
+"""
+
+
+def alertd(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "alertd", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env={k: v for k, v in os.environ.items() if k != "ALERTD_CONFIG"},
+        check=False,
+    )
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    (tmp_path / "watchlist.toml").write_text(WATCHLIST, encoding="utf-8")
+    path = tmp_path / "alertd.toml"
+    path.write_text("", encoding="utf-8")
+    return path
+
+
+def test_match_writes_one_json_line_per_input_line_in_order(config: Path) -> None:
+    lines = [
+        {"id": "a", "title": "Alibaba ouvre un bureau en France", "summary": "<p>Pour aider les <b>exportations</b>.</p>"},
+        {"id": "b", "title": "Le prix de l'essence baisse", "summary": None, "link": None, "feed": None},
+        {"id": 3, "title": "Temu"},
+        {"id": "d"},
+    ]
+    result = alertd("match", "-c", str(config), stdin="\n".join(json.dumps(line) for line in lines) + "\n")
+    assert 0 == result.returncode, result.stderr
+    output = [json.loads(line) for line in result.stdout.splitlines()]
+    assert ["a", "b", 3, "d"] == [record["id"] for record in output]
+    assert ["chinese-ecommerce", "french-exports"] == [t["id"] for t in output[0]["topics"]]
+    assert ["Alibaba"] == output[0]["topics"][0]["terms"]
+    span = output[0]["topics"][0]["spans"][0]
+    assert {"field": "title", "start": 0, "end": 7} == {k: span[k] for k in ("field", "start", "end")}
+    assert [] == output[1]["topics"]
+    assert ["chinese-ecommerce"] == [t["id"] for t in output[2]["topics"]]
+    assert [] == output[3]["topics"]
+
+
+def test_match_reads_a_file_too(config: Path, tmp_path: Path) -> None:
+    source = tmp_path / "items.jsonl"
+    source.write_text(json.dumps({"id": "x", "title": "Les exportations de cognac reculent"}) + "\n", encoding="utf-8")
+    result = alertd("match", "-c", str(config), "--input", str(source))
+    assert 0 == result.returncode
+    assert ["french-exports"] == [t["id"] for t in json.loads(result.stdout)["topics"]]
+
+
+def test_match_refuses_a_line_without_an_id(config: Path) -> None:
+    result = alertd("match", "-c", str(config), stdin='{"title": "Alibaba"}\n')
+    assert 2 == result.returncode
+    assert "line 1" in result.stderr
+
+
+def test_match_text_explains_a_headline(config: Path) -> None:
+    result = alertd("match", "-c", str(config), "--text", "Shein et Temu visés par Bruxelles")
+    assert 0 == result.returncode
+    assert "chinese-ecommerce" in result.stdout
+    assert "Shein" in result.stdout and "Temu" in result.stdout
+
+
+def test_init_writes_a_config_that_checks_out(tmp_path: Path) -> None:
+    target = tmp_path / "etc"
+    result = alertd("init", str(target))
+    assert 0 == result.returncode, result.stderr
+    assert (target / "alertd.toml").read_text() == CONFIG.read_text()
+    check = alertd("check-config", "-c", str(target / "alertd.toml"))
+    assert 0 == check.returncode, check.stderr
+    again = alertd("init", str(target))
+    assert 1 == again.returncode
+    assert "exists" in again.stderr
+
+
+def test_config_is_found_in_the_current_directory(config: Path) -> None:
+    result = alertd("check-config", cwd=config.parent)
+    assert 0 == result.returncode, result.stderr
+    assert f"config:      {Path('alertd.toml')}" in result.stdout
+
+
+def test_usage_errors_exit_2() -> None:
+    assert 2 == alertd("run", "--bogus").returncode
+    assert 2 == alertd().returncode
+
+
+def test_replay_and_replay_deliver(tmp_path: Path, config: Path) -> None:
+    from datetime import UTC, datetime
+
+    from alertd.models import Item
+    from alertd.store import PollOutcome, Store
+
+    now = datetime.now(UTC)
+    with Store.open(tmp_path / "var" / "alertd.sqlite3") as store:
+        store.subscriber_state("reader@example.org", now)
+        store.feed_state("https://feeds.test/a.xml", "BFM")
+        item = Item(
+            key="k1",
+            feed_url="https://feeds.test/a.xml",
+            feed_name="BFM",
+            title="Le cognac à l'export",
+            summary_text="Les exportations de cognac reculent",
+            summary_html="",
+            link="https://news.test/1",
+            story_key="news.test/1",
+        )
+        store.record_poll(PollOutcome("https://feeds.test/a.xml", None, None, "h", [item], [], [], None), now)
+    result = alertd("replay", "-c", str(config), "--since", "1d")
+    assert 0 == result.returncode, result.stderr
+    assert "[french-exports]  Le cognac à l'export  (BFM)" in result.stdout
+    assert "french-exports: 1" in result.stdout
+    assert 2 == alertd("replay", "-c", str(config), "--topic", "nope").returncode
+
+    config.write_text('[[subscriber]]\nemail = "reader@example.org"\nschedule = "immediate"\n', encoding="utf-8")
+    delivered = alertd("replay", "-c", str(config), "--since", "1d", "--deliver")
+    assert "1 new matches queued" in delivered.stdout
+    flushed = alertd("flush", "-c", str(config))
+    assert "reader@example.org: sent" in flushed.stdout
+    mail = list((tmp_path / "var" / "mail" / "new").iterdir())
+    assert 1 == len(mail)
+    assert "Le cognac" in mail[0].read_text()
