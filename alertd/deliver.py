@@ -260,6 +260,9 @@ async def _send_smtp(
         raise PermanentDeliveryError(rcpts, f"smtp {smtp.host}:{smtp.port}: {exc}") from exc
     finally:
         client.close()
+        await asyncio.sleep(
+            0
+        )  # one loop turn lets the transport finish closing: no socket outlives deliver()
     refused_map = {addr: (resp.code, resp.message) for addr, resp in refused.items()}
     accepted = tuple(r for r in rcpts if r not in refused_map)
     return DeliveryReport("smtp", str(message["Message-ID"] or ""), accepted, refused_map, smtp_reply=reply)

@@ -156,6 +156,7 @@ class ServerThread:
         self.protocols: list[RecordingSMTP] = []
         self.servers: list[asyncio.AbstractServer] = []
         self._writers: list[asyncio.StreamWriter] = []
+        self._release: asyncio.Event | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-smtp", daemon=True)
         self._thread.start()
 
@@ -175,6 +176,8 @@ class ServerThread:
         for protocol in self.protocols:
             if protocol.transport is not None:
                 protocol.transport.close()
+        if self._release is not None:
+            self._release.set()  # silent-server handlers return on their own rather than being cancelled
         for writer in self._writers:
             writer.close()
         await asyncio.sleep(0)
@@ -218,9 +221,11 @@ class ServerThread:
         return self.call(self._start_silent())  # type: ignore[no-any-return]
 
     async def _start_silent(self) -> int:
+        release = self._release = self._release or asyncio.Event()
+
         async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self._writers.append(writer)
-            await asyncio.Event().wait()  # never greet; cancelled at shutdown
+            await release.wait()  # never greet; released at shutdown
 
         server = await asyncio.start_server(hold, HOST, 0)
         self.servers.append(server)
