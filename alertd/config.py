@@ -92,6 +92,8 @@ class Config:
     """The tool-managed feeds file (``alertd feeds import``); its ``[[feed]]`` entries are in ``feeds``."""
     metrics_listen: str | None = None
     """``host:port`` of the Prometheus exporter; None: no exporter."""
+    retention: timedelta = timedelta(days=90)
+    """How long items, matches and sent mail are kept after they stop mattering."""
 
 
 _POLL_DEFAULT = PollConfig()
@@ -231,7 +233,20 @@ _TOP = {
     "templates_dir": Option(_path),
     "feeds_file": Option(_path, Path("feeds.toml")),
 }
-_STATE = {"path": Option(_path, Path("var/alertd.sqlite3"))}
+def _retention(value: Any) -> timedelta:
+    delta = _duration(value)
+    if delta < timedelta(days=90):
+        raise ValueError(
+            f"must be at least 90d, got {value!r}: a shorter memory would let an item that left its feed "
+            "and came back be alerted again"
+        )
+    return delta
+
+
+_STATE = {
+    "path": Option(_path, Path("var/alertd.sqlite3")),
+    "retention": Option(_retention, timedelta(days=90)),
+}
 _POLL = {
     "interval": Option(_duration, _POLL_DEFAULT.interval),
     "concurrency": Option(_int_range(1, 1000), _POLL_DEFAULT.concurrency),
@@ -424,6 +439,7 @@ class _Loader:
             subscribers=subscribers,
             feeds_file=feeds_file,
             metrics_listen=metrics.get("listen"),
+            retention=state["retention"],
         )
 
     def _feeds(self, poll: Mapping[str, Any], seen: dict[str, tuple[Path, int]]) -> tuple[FeedConfig, ...]:

@@ -47,6 +47,7 @@ OUTBOX_INTERVAL = timedelta(seconds=60)
 HEARTBEAT_INTERVAL = 1.0
 WATCH_INTERVAL = 2.0
 STATUS_INTERVAL = 30.0
+HOUSEKEEPING_DELAY = timedelta(minutes=10)
 FIRST_POLL_SPREAD = 10.0
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
 
@@ -239,6 +240,12 @@ class Daemon:
             next_run_time=self.now() + timedelta(seconds=5),
             replace_existing=True,
         )
+        self.scheduler.add_job(
+            self._track(self._housekeeping),
+            IntervalTrigger(hours=24),
+            id="housekeeping",
+            next_run_time=self.now() + HOUSEKEEPING_DELAY,
+        )
         self.scheduler.add_job(self._beat, IntervalTrigger(seconds=HEARTBEAT_INTERVAL), id="heartbeat")
         if failpoint.armed("stall_loop"):
             self.scheduler.add_job(
@@ -320,6 +327,20 @@ class Daemon:
     async def _drain(self) -> None:
         assert self.rt is not None
         await pipeline.drain_outbox(self.rt, self.now())
+
+    async def _housekeeping(self) -> None:
+        """Daily: forget history older than the retention (never a failing feed's), keep the file small."""
+        assert self.rt is not None
+        now, retention = self.now(), self.rt.config.retention
+        items = self.rt.store.prune(now, retention)
+        history = self.rt.store.prune_history(now, retention)
+        log.info(
+            "housekeeping: forgot %d items, %d sent messages, %d feed events older than %s",
+            items,
+            history["outbox"],
+            history["feed_events"],
+            schedule.format_duration(retention),
+        )
 
     # --- health --------------------------------------------------------------------------------------------
 

@@ -257,6 +257,9 @@ class Store:
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+                # Takes effect only on a new, empty file (before WAL writes its header): lets prune_history
+                # give free pages back to the disk. A no-op on an existing database.
+                connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
             connection.execute("PRAGMA foreign_keys=ON")
@@ -495,6 +498,26 @@ class Store:
                 (_iso(now - retention),),
             )
         return cursor.rowcount
+
+    def prune_history(self, now: datetime, retention: timedelta = MIN_RETENTION) -> dict[str, int]:
+        """Forget mail sent and feed events logged more than ``retention`` ago, and deliveries of pruned items.
+
+        Messages still pending or failed stay (they are someone's to deal with). Then return free pages to
+        the file system, a little at a time, so the database stays bounded in size as well as in rows.
+        """
+        if retention < MIN_RETENTION:
+            raise ValueError(f"retention must be at least {MIN_RETENTION.days} days, got {retention}")
+        cutoff = _iso(now - retention)
+        with self.transaction() as db:
+            # A delivery record outlives its mail (it is what stops a story still in its feed from being
+            # mailed again), but not its item: once prune() forgot the item, the record has nothing to guard.
+            deliveries = db.execute("DELETE FROM deliveries WHERE item_key NOT IN (SELECT key FROM items)").rowcount
+            old_mail = "SELECT id FROM outbox WHERE status = 'sent' AND sent_at < ?"
+            db.execute(f"UPDATE deliveries SET outbox_id = NULL WHERE outbox_id IN ({old_mail})", (cutoff,))  # noqa: S608
+            outbox = db.execute("DELETE FROM outbox WHERE status = 'sent' AND sent_at < ?", (cutoff,)).rowcount
+            events = db.execute("DELETE FROM feed_events WHERE at < ?", (cutoff,)).rowcount
+        self._db.execute("PRAGMA incremental_vacuum")
+        return {"deliveries": deliveries, "outbox": outbox, "feed_events": events}
 
     def known_keys(self, keys: Iterable[str]) -> set[str]:
         """Which of ``keys`` the store has seen already."""
