@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from alertd import __version__, schedule
-from alertd.config import Config, find_config
+from alertd.config import Config, SubscriberConfig, find_config
 from alertd.errors import AlertdError, ConfigError
 from alertd.match import format_explanation, match_item
 from alertd.models import Match
@@ -101,6 +101,50 @@ def _build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", parents=[common], help="what the daemon is doing (works when stopped)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=cmd_status)
+
+    preview = commands.add_parser(
+        "preview", parents=[common], help="render the digest a subscriber would get now, without sending it"
+    )
+    preview.add_argument("--subscriber", metavar="EMAIL", help="whose digest (default: the first subscriber)")
+    preview.add_argument(
+        "--since", metavar="DURATION", help="every match stored in this window (e.g. 1d), sent or not"
+    )
+    preview.add_argument(
+        "--output", "-o", type=Path, required=True, metavar="FILE", help="FILE.html (HTML part) or FILE.eml"
+    )
+    preview.set_defaults(handler=cmd_preview)
+
+    test_email = commands.add_parser(
+        "test-email", parents=[common], help="send a sample digest through the configured delivery"
+    )
+    test_email.add_argument("--to", required=True, metavar="EMAIL", help="recipient of the sample")
+    test_email.add_argument("--language", choices=["fr", "en"], help="default: that subscriber's, else fr")
+    test_email.set_defaults(handler=cmd_test_email)
+
+    outbox = commands.add_parser(
+        "outbox", parents=[common], help="list pending and failed messages; `outbox retry ID` requeues one"
+    )
+    outbox.add_argument("action", nargs="?", choices=["list", "retry"], default="list", help="default: list")
+    outbox.add_argument(
+        "ids", nargs="*", type=int, metavar="ID", help="retry: messages to requeue (also lifts a pause)"
+    )
+    outbox.set_defaults(handler=cmd_outbox)
+
+    feeds = commands.add_parser(
+        "feeds",
+        parents=[common],
+        help="each feed's health (`feeds --json`); `feeds import FILE.opml`; `feeds export` (OPML)",
+    )
+    feeds.add_argument("--json", action="store_true", help="machine-readable output")
+    feeds.set_defaults(handler=cmd_feeds)
+    feeds_commands = feeds.add_subparsers(title="feeds commands", metavar="ACTION")
+    feeds_import = feeds_commands.add_parser(
+        "import", parents=[common], help="add the feeds of an OPML file to the config's feeds_file"
+    )
+    feeds_import.add_argument("file", type=Path, metavar="FILE.opml")
+    feeds_import.set_defaults(handler=cmd_feeds_import)
+    feeds_export = feeds_commands.add_parser("export", parents=[common], help="write every feed as OPML")
+    feeds_export.set_defaults(handler=cmd_feeds_export)
 
     init = commands.add_parser("init", help="write a commented example config and watchlist into DIR")
     init.add_argument("directory", type=Path)
@@ -219,7 +263,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"subscribers: {len(config.subscribers)}")
     for sub in config.subscribers:
         topics = ", ".join(sub.topics) if sub.topics is not None else "all topics"
-        print(f"  - {sub.email}: {sub.schedule.text} ({sub.timezone}); {topics}")
+        quiet = f", quiet {sub.quiet_hours.text}" if sub.quiet_hours else ""
+        print(f"  - {sub.email}: {sub.schedule.text} ({sub.timezone}{quiet}, {sub.language}); {topics}")
     print(f"delivery:    {delivery.method} → {where}")
     print("OK" if not watchlist.warnings else f"OK with {len(watchlist.warnings)} warnings")
     return EXIT_OK
@@ -358,3 +403,286 @@ def example_config_dir() -> Path:
     if packaged.is_dir():
         return packaged
     return Path(__file__).resolve().parent.parent / "config"
+
+
+# --- digests: preview, test-email, outbox --------------------------------------------------------------------
+
+
+def _subscriber(config: Config, email: str | None) -> SubscriberConfig | None:
+    if email is None:
+        return config.subscribers[0] if config.subscribers else None
+    return next((s for s in config.subscribers if s.email.casefold() == email.casefold()), None)
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    """Render what a subscriber would get now, into a file; reads the state database only."""
+    from alertd import pipeline
+    from alertd.render import load_templates
+    from alertd.store import Store
+
+    config, watchlist = _load(args)
+    output: Path = args.output
+    if output.suffix.lower() not in (".html", ".eml"):
+        print(f"alertd: --output: {output} must end in .html or .eml", file=sys.stderr)
+        return EXIT_USAGE
+    subscriber = _subscriber(config, args.subscriber)
+    if subscriber is None:
+        known = ", ".join(s.email for s in config.subscribers) or "none configured"
+        print(f"alertd: --subscriber: no subscriber {args.subscriber!r} (known: {known})", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        window = schedule.parse_duration(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"alertd: --since: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not config.state_path.exists():
+        print(f"no state yet at {config.state_path}: run alertd first")
+        return EXIT_OK
+    with Store.open(config.state_path, readonly=True) as store:
+        message = pipeline.preview_message(
+            config, watchlist, load_templates(config.templates_dir), store, subscriber, _now(), window=window
+        )
+    if message is None:
+        hint = "" if window else " (try --since 7d to see what was already sent)"
+        print(f"nothing to preview for {subscriber.email}: no pending matches{hint}")
+        return EXIT_OK
+    if output.suffix.lower() == ".eml":
+        output.write_bytes(message.as_bytes(policy=message.policy.clone(linesep="\n")))
+    else:
+        html = message.get_body(("html",))
+        assert html is not None
+        output.write_text(str(html.get_content()), encoding="utf-8")
+    print(f"wrote {output}: {message['Subject']}")
+    return EXIT_OK
+
+
+def cmd_test_email(args: argparse.Namespace) -> int:
+    """Send a sample digest through the configured delivery, showing each SMTP step and reply."""
+    import dataclasses
+    import secrets
+
+    from alertd.deliver import deliver, read_smtp_password, smtp_conversation
+    from alertd.errors import DeliveryError
+    from alertd.render import load_templates, render_digest, sample_digest
+
+    config, _ = _load(args)
+    known = _subscriber(config, args.to)
+    language = args.language or (known.language if known else "fr")
+    digest = dataclasses.replace(
+        sample_digest(language),
+        digest_id=f"test-{secrets.token_hex(12)}",  # a fresh Message-ID: servers may drop a repeated one
+        subscriber_email=args.to,
+        subscriber_name=known.name if known else args.to.split("@")[0],
+        sender=config.delivery.sender,
+        generated_at=_now(),
+        timezone=known.timezone if known else "UTC",
+        config_path=str(config.path),
+        watchlist_path=str(config.watchlist),
+    )
+    message = render_digest(digest, load_templates(config.templates_dir))
+    delivery = config.delivery
+    try:
+        if delivery.method == "smtp":
+            password = read_smtp_password(delivery.smtp, base_dir=config.path.parent, environ=os.environ)
+            report = asyncio.run(smtp_conversation(message, delivery.smtp, password=password, echo=print))
+            for address, (code, text) in report.refused.items():
+                print(f"refused: {address}: {code} {text}")
+            print(f"accepted for {', '.join(report.accepted)}: {message['Message-ID']}")
+        else:
+            report = asyncio.run(deliver(message, delivery, base_dir=config.path.parent))
+            print(f"{delivery.method}: written to {report.location} ({message['Message-ID']})")
+    except DeliveryError as exc:
+        print(f"alertd: test email not delivered: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """``outbox``: pending and failed messages; ``outbox retry ID...``: requeue them, lift a delivery pause."""
+    from alertd.config import load_config
+    from alertd.store import Store
+
+    config = load_config(_config_path(args))
+    if not config.state_path.exists():
+        print(f"no state yet at {config.state_path}: alertd has never run with this config")
+        return EXIT_OK
+    if args.action == "retry":
+        return _outbox_retry(config, args.ids)
+    if args.ids:
+        print("alertd: outbox: IDs go with `retry`", file=sys.stderr)
+        return EXIT_USAGE
+    with Store.open(config.state_path, readonly=True) as store:
+        messages = store.outbox(("pending", "failed"))
+        pause = store.delivery_pause()
+    if pause is not None:
+        print(f"delivery PAUSED since {_local(pause.since)}: {pause.reason}")
+        print("  fix [delivery.smtp] or the password, then reload the config or run `alertd outbox retry`")
+    if not messages:
+        print("outbox empty: no pending or failed messages")
+        return EXIT_OK
+    print(f"{'ID':>5}  {'SUBSCRIBER':<28} {'STATUS':<9} {'TRIES':>5}  {'NEXT ATTEMPT':<16}  LAST ERROR")
+    for m in messages:
+        status = "retrying" if m.status == "pending" and m.attempts else m.status
+        when = _local(m.next_attempt_at) if m.status == "pending" else "-"
+        print(f"{m.id:>5}  {m.subscriber:<28} {status:<9} {m.attempts:>5}  {when:<16}  {m.last_error or ''}")
+    return EXIT_OK
+
+
+def _outbox_retry(config: Config, ids: Sequence[int]) -> int:
+    from alertd.store import Store
+
+    failed = False
+    with Store.open(config.state_path) as store:
+        for outbox_id in ids:
+            if store.requeue(outbox_id, _now()):
+                print(f"message {outbox_id} requeued")
+            else:
+                print(f"alertd: no pending or failed message {outbox_id}", file=sys.stderr)
+                failed = True
+        if store.resume_delivery():
+            print("delivery pause lifted")
+    if ids and not failed:
+        print("the daemon sends it within a minute (or run `alertd flush`)")
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _local(moment: datetime) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+# --- feeds ---------------------------------------------------------------------------------------------------
+
+
+def cmd_feeds(args: argparse.Namespace) -> int:
+    """Each configured feed's health: last success, last error and its class, failures, next poll, moves."""
+    from alertd.config import load_config
+    from alertd.store import FeedState, Store
+
+    config = load_config(_config_path(args))
+    states: dict[str, FeedState] = {}
+    if config.state_path.exists():
+        with Store.open(config.state_path, readonly=True) as store:
+            states = {state.url: state for state in store.feeds()}
+    rows = [_feed_row(feed.url, feed.name, feed.tags, states.get(feed.url)) for feed in config.feeds]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    table = [("STATUS", "NAME", "LAST OK", "FAILS", "LAST ERROR", "NEXT POLL", "URL")]
+    for row in rows:
+        url = row["url"] + (f" -> {row['effective_url']}" if row["effective_url"] else "")
+        table.append(
+            (
+                row["status"],
+                _clip(row["name"], 32),
+                _local_iso(row["last_success_at"]),
+                str(row["consecutive_failures"]),
+                row["last_error_class"] or "",
+                "never (gone)" if row["gone"] else _local_iso(row["next_poll_at"]),
+                url,
+            )
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
+    for line in table:
+        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
+        print("  ".join([*cells, line[-1]]))
+    gone = [row for row in rows if row["gone"]]
+    for row in gone:
+        print(f"\nGONE: {row['name']} ({row['url']}) answered 410 Gone: it is no longer polled; remove it.")
+    return EXIT_OK
+
+
+def _feed_row(url: str, name: str, tags: Sequence[str], state: Any) -> dict[str, Any]:
+    def iso(moment: datetime | None) -> str | None:
+        return moment.isoformat() if moment else None
+
+    if state is None:
+        status = "new"
+    elif state.gone:
+        status = "gone"
+    elif state.consecutive_failures:
+        status = "failing"
+    elif state.last_success_at is None:
+        status = "new"
+    else:
+        status = "moved" if state.effective_url else "ok"
+    return {
+        "url": url,
+        "name": name,
+        "tags": list(tags),
+        "status": status,
+        "effective_url": state.effective_url if state else None,
+        "moved_at": iso(state.moved_at) if state else None,
+        "last_success_at": iso(state.last_success_at) if state else None,
+        "last_error_at": iso(state.last_error_at) if state else None,
+        "last_error_class": state.last_error_class if state else None,
+        "last_error": state.last_error if state else None,
+        "consecutive_failures": state.consecutive_failures if state else 0,
+        "next_poll_at": iso(state.next_poll_at) if state else None,
+        "gone": bool(state and state.gone),
+        "redirect_candidate": state.redirect_candidate if state else None,
+        "redirect_count": state.redirect_count if state else 0,
+    }
+
+
+def _local_iso(text: str | None) -> str:
+    return _local(datetime.fromisoformat(text)) if text else "-"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def cmd_feeds_import(args: argparse.Namespace) -> int:
+    """Append an OPML file's feeds to the config's feeds_file; skip (and say) duplicates and non-http URLs."""
+    from alertd import opml
+    from alertd.config import load_config
+
+    config_path = _config_path(args)
+    config = load_config(config_path)
+    target = config.feeds_file
+    if target is None:
+        print("alertd: the config sets no feeds_file to import into", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        found = opml.read_opml(args.file.read_bytes())
+    except OSError as exc:
+        print(f"alertd: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except opml.OpmlError as exc:
+        print(f"alertd: {args.file}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    taken = {feed.url for feed in config.feeds}
+    added: list[opml.OpmlFeed] = []
+    for feed in found:
+        if not opml.is_feed_url(feed.url):
+            print(f"skipped (not an http(s) URL): {feed.url}")
+        elif feed.url in taken:
+            print(f"skipped (already configured): {feed.url}")
+        else:
+            taken.add(feed.url)
+            added.append(feed)
+    if not added:
+        print(f"nothing to import: {len(found)} feeds in {args.file}, none new")
+        return EXIT_OK
+    previous = target.read_text(encoding="utf-8") if target.exists() else None
+    opml.append_feeds(target, added)
+    try:
+        load_config(config_path)
+    except ConfigError:  # never leave a config alertd would refuse
+        if previous is None:
+            target.unlink()
+        else:
+            opml.replace_file(target, previous)
+        raise
+    print(f"imported {len(added)} feeds into {target} ({len(found) - len(added)} skipped)")
+    return EXIT_OK
+
+
+def cmd_feeds_export(args: argparse.Namespace) -> int:
+    """Every configured feed (config and feeds_file) as OPML on standard output."""
+    from alertd import opml
+    from alertd.config import load_config
+
+    config = load_config(_config_path(args))
+    sys.stdout.write(opml.write_opml(config.feeds))
+    return EXIT_OK

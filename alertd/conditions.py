@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from alertd.termindex import Hit
 
@@ -179,28 +180,169 @@ Predicate = Callable[[Hits], bool]
 
 
 def compile_predicate(node: Node) -> Predicate:
-    """``node`` as one Python function of the hits, equivalent to :func:`evaluate` but without a tree walk.
+    """``node`` as one function of the hits, equivalent to :func:`evaluate` but without a tree walk.
 
-    The generated source only holds operators, integers and references to constants kept in a list, never
-    text from the watchlist.
+    The function is a composition of closures (no generated source): nested ANDs and ORs are flattened,
+    plain term checks are bound ``frozenset.isdisjoint`` calls, and each branch of an OR is guarded by a set
+    of terms it cannot hold without, so the branches of an item that has none of their terms cost one set
+    operation and no call.
     """
-    constants: list[object] = []
-    source = f"lambda h: {_expression(node, constants)}"
-    namespace: dict[str, object] = {"c": constants, "near": _near}
-    function: Predicate = eval(source, namespace)  # noqa: S307 - built from our own node types only
-    return function
+    return _compile(_flatten(node))
 
 
-def _expression(node: Node, constants: list[object]) -> str:
-    if isinstance(node, Leaf):
-        return f"({int(node.term_id)} in h)"
-    if isinstance(node, AnyTerm | Near):
-        constants.append(node.term_ids if isinstance(node, AnyTerm) else node)
-        index = len(constants) - 1
-        return f"(not c[{index}].isdisjoint(h))" if isinstance(node, AnyTerm) else f"near(c[{index}], h)"
+def _flatten(node: Node) -> Node:
+    """The same condition with AND-in-AND and OR-in-OR merged, term checks merged and double negation gone."""
     if isinstance(node, Not):
-        return f"(not {_expression(node.child, constants)})"
-    parts = [_expression(child, constants) for child in node.children]
+        child = _flatten(node.child)
+        return child.child if isinstance(child, Not) else Not(child)
+    if isinstance(node, AllOf | AnyOf):
+        kind = type(node)
+        flat: list[Node] = []
+        for child in (_flatten(c) for c in node.children):
+            flat += child.children if isinstance(child, kind) else (child,)
+        if isinstance(node, AnyOf):
+            return any_of(flat) if flat else node
+        return all_of(flat) if flat else node
+    return node
+
+
+def _term_set(node: Node) -> frozenset[int] | None:
+    """The terms of a plain term check (one of them must have fired), or None for any other node."""
+    if isinstance(node, Leaf):
+        return frozenset((node.term_id,))
+    if isinstance(node, AnyTerm):
+        return node.term_ids
+    return None
+
+
+def _always(hits: Hits) -> bool:
+    return True
+
+
+def _compile(node: Node) -> Predicate:
+    if isinstance(node, Leaf):
+        term_id = node.term_id
+        return lambda hits: term_id in hits
+    if isinstance(node, AnyTerm):
+        disjoint = node.term_ids.isdisjoint
+        return lambda hits: not disjoint(hits)
+    if isinstance(node, Near):
+        return partial(_near, node)
+    if isinstance(node, Not):
+        return _compile_not(node.child)
     if isinstance(node, AllOf):
-        return "(" + " and ".join(parts) + ")" if parts else "True"
-    return "(" + " or ".join(parts) + ")" if parts else "False"
+        return _compile_all(node.children)
+    return _compile_any(node.children)
+
+
+def _compile_not(child: Node) -> Predicate:
+    terms = _term_set(child)
+    if terms is not None:
+        return terms.isdisjoint
+    inner = _compile(child)
+    return lambda hits: not inner(hits)
+
+
+def _compile_all(children: Sequence[Node]) -> Predicate:
+    """AND: every term check first (one set operation each), then the other children in cost order."""
+    if not children:
+        return _always
+    disjoints = tuple(terms.isdisjoint for c in children if (terms := _term_set(c)) is not None)
+    others = tuple(_compile(c) for c in children if _term_set(c) is None)
+    if len(disjoints) == 1 and len(others) == 1:
+        disjoint, other = disjoints[0], others[0]
+        return lambda hits: not disjoint(hits) and other(hits)
+    if len(disjoints) == 2 and not others:
+        first, second = disjoints
+        return lambda hits: not first(hits) and not second(hits)
+    if not disjoints and len(others) == 2:
+        one, two = others
+        return lambda hits: one(hits) and two(hits)
+
+    def all_hold(hits: Hits) -> bool:
+        for disjoint in disjoints:
+            if disjoint(hits):
+                return False
+        for other in others:  # noqa: SIM110 - a plain loop: all() over a generator costs a frame per call
+            if not other(hits):
+                return False
+        return True
+
+    return all_hold
+
+
+def _guarded(node: Node) -> tuple[Callable[[Hits], bool], Predicate] | None:
+    """A branch of an OR as (``isdisjoint`` of terms it needs, the rest of its test), or None when it can hold
+    without any particular term (a NOT)."""
+    if isinstance(node, Near):
+        return node.left.isdisjoint, partial(_near, node)
+    if isinstance(node, AllOf):
+        for position, child in enumerate(node.children):
+            terms = _term_set(child)
+            if terms is not None:
+                rest = node.children[:position] + node.children[position + 1 :]
+                return terms.isdisjoint, _compile_all(rest)
+        needed = _needed(node)
+        if needed is not None:
+            return needed.isdisjoint, _compile(node)
+        return None
+    needed = _needed(node)
+    return None if needed is None else (needed.isdisjoint, _compile(node))
+
+
+def _needed(node: Node) -> frozenset[int] | None:
+    """Terms of which at least one must have fired for ``node`` to hold (None: it can hold without any)."""
+    terms = _term_set(node)
+    if terms is not None:
+        return terms
+    if isinstance(node, Near):
+        return node.left
+    if isinstance(node, AllOf):
+        found = [n for n in (_needed(c) for c in node.children) if n is not None]
+        return min(found, key=len) if found else None
+    if isinstance(node, AnyOf):
+        parts = [_needed(c) for c in node.children]
+        if not parts or any(p is None for p in parts):
+            return None
+        return frozenset().union(*(p for p in parts if p is not None))
+    return None
+
+
+def _compile_any(children: Sequence[Node]) -> Predicate:
+    """OR: the plain terms as one set operation, then each branch behind the set of terms it needs."""
+    terms: frozenset[int] = frozenset()
+    guarded: list[tuple[Callable[[Hits], bool], Predicate]] = []
+    unguarded: list[Predicate] = []
+    for child in children:
+        child_terms = _term_set(child)
+        if child_terms is not None:
+            terms |= child_terms
+            continue
+        branch = _guarded(child)
+        if branch is None:
+            unguarded.append(_compile(child))
+        else:
+            guarded.append(branch)
+    disjoint = terms.isdisjoint
+    has_terms = bool(terms)
+    branches = tuple(guarded)
+    rest = tuple(unguarded)
+    if not branches and not rest:
+        return (lambda hits: not disjoint(hits)) if has_terms else _never
+
+    def any_holds(hits: Hits) -> bool:
+        if has_terms and not disjoint(hits):
+            return True
+        for lacks, test in branches:
+            if not lacks(hits) and test(hits):
+                return True
+        for test in rest:  # noqa: SIM110 - as in _compile_all
+            if test(hits):
+                return True
+        return False
+
+    return any_holds
+
+
+def _never(hits: Hits) -> bool:
+    return False

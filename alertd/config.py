@@ -18,6 +18,7 @@ from typing import Any
 
 from alertd import schedule as schedule_mod
 from alertd.errors import ConfigError, Problem
+from alertd.quiet import QuietHours, parse_quiet_hours
 from alertd.tomlsource import KeyPath, TomlDocument
 from alertd.tomlsource import load as load_toml
 
@@ -76,6 +77,20 @@ class SubscriberConfig:
     topics: tuple[str, ...] | None  # None: every topic of the watchlist
     schedule: schedule_mod.DigestSchedule
     timezone: str
+    quiet_hours: QuietHours | None = None
+    """Mail to this subscriber is held while the local time is in this window, and sent when it ends."""
+    max_items_per_topic: int = 20
+    """Stories shown in full per topic; the rest are listed by title ("+N more")."""
+    language: str = "fr"
+    """Language of the digest's fixed strings and dates: "fr" or "en"."""
+
+
+@dataclass(frozen=True, slots=True)
+class DigestConfig:
+    debounce: timedelta = timedelta(minutes=2)
+    """Matches of a priority topic found within this time of the first one share one alert email."""
+    feed_health_after: timedelta = timedelta(hours=6)
+    """A feed failing for longer than this is reported in digests."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +109,8 @@ class Config:
     """``host:port`` of the Prometheus exporter; None: no exporter."""
     retention: timedelta = timedelta(days=90)
     """How long items, matches and sent mail are kept after they stop mattering."""
+    digest: DigestConfig = DigestConfig()
+    """How digests and priority alerts are built (``[digest]``)."""
 
 
 _POLL_DEFAULT = PollConfig()
@@ -278,13 +295,28 @@ _SMTP = {
     "password_file": Option(_path),
     "timeout": Option(_duration, _SMTP_DEFAULT.timeout),
 }
+
+
+def _quiet_hours(value: Any) -> QuietHours:
+    return parse_quiet_hours(_str(value))
+
+
 _SUBSCRIBER = {
     "email": Option(_email, required=True),
     "name": Option(_nonempty_str),
     "topics": Option(_str_list),
     "schedule": Option(_schedule, required=True),
     "timezone": Option(_timezone),
+    "quiet_hours": Option(_quiet_hours),
+    "max_items_per_topic": Option(_int_range(1, 1000), 20),
+    "language": Option(_choice("fr", "en"), "fr"),
 }
+_DIGEST_DEFAULT = DigestConfig()
+_DIGEST = {
+    "debounce": Option(_duration, _DIGEST_DEFAULT.debounce),
+    "feed_health_after": Option(_duration_at_least(timedelta(minutes=1)), _DIGEST_DEFAULT.feed_health_after),
+}
+
 
 def _listen(value: Any) -> str:
     text = _nonempty_str(value)
@@ -305,6 +337,7 @@ OPTIONS: Mapping[str, Mapping[str, Option]] = {
     "delivery.smtp": _SMTP,
     "subscriber": _SUBSCRIBER,
     "metrics": _METRICS,
+    "digest": _DIGEST,
 }
 """Every option by section (``""`` is the top level); a test checks the example config documents each."""
 
@@ -412,7 +445,9 @@ class _Loader:
 
     def build(self, known_topics: frozenset[str] | None) -> Config:
         data = self.doc.data
-        top = self.section(data, (), _TOP, nested=("state", "poll", "feed", "delivery", "subscriber", "metrics"))
+        top = self.section(
+            data, (), _TOP, nested=("state", "poll", "feed", "delivery", "subscriber", "metrics", "digest")
+        )
         state = self.section(data.get("state", {}), ("state",), _STATE)
         poll = self.section(data.get("poll", {}), ("poll",), _POLL)
         if "min_interval" in poll and "max_interval" in poll and poll["min_interval"] > poll["max_interval"]:
@@ -425,6 +460,7 @@ class _Loader:
         delivery = self._delivery()
         subscribers = self._subscribers(known_topics)
         metrics = self.section(data.get("metrics", {}), ("metrics",), _METRICS)
+        digest = self.section(data.get("digest", {}), ("digest",), _DIGEST)
         if self.problems:
             raise ConfigError(self.problems)
         templates = top.get("templates_dir")
@@ -440,6 +476,7 @@ class _Loader:
             feeds_file=feeds_file,
             metrics_listen=metrics.get("listen"),
             retention=state["retention"],
+            digest=DigestConfig(**digest),
         )
 
     def _feeds(self, poll: Mapping[str, Any], seen: dict[str, tuple[Path, int]]) -> tuple[FeedConfig, ...]:
@@ -538,6 +575,9 @@ class _Loader:
                     topics=topics,
                     schedule=values["schedule"],
                     timezone=values["timezone"] or default_tz,
+                    quiet_hours=values.get("quiet_hours"),
+                    max_items_per_topic=values.get("max_items_per_topic", 20),
+                    language=values.get("language", "fr"),
                 )
             )
         return tuple(subscribers)

@@ -27,7 +27,7 @@ import socket
 import ssl
 import stat
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
@@ -44,6 +44,7 @@ __all__ = [
     "SmtpSetupError",
     "deliver",
     "read_smtp_password",
+    "smtp_conversation",
 ]
 
 _MAILDIR_COUNTER = itertools.count()
@@ -280,6 +281,90 @@ async def _smtp_transaction(
     if username is not None and password is not None:
         await client.login(username, password)
     return await client.sendmail(sender, list(rcpts), data)
+
+
+async def smtp_conversation(
+    message: EmailMessage,
+    smtp: SmtpConfig,
+    *,
+    password: str | None,
+    echo: Callable[[str], None],
+    tls_context: ssl.SSLContext | None = None,
+) -> DeliveryReport:
+    """Send ``message`` one SMTP step at a time, telling ``echo`` each command and the server's replies
+    (``alertd test-email``). Same security rules and deadline as :func:`deliver`; the password is never echoed.
+    """
+    rcpts = _recipients_of(message)
+    sender = _sender_of(message) or "alertd@localhost"
+    _check_smtp_security(smtp, password, rcpts)
+    deadline = smtp.timeout.total_seconds()
+    client = aiosmtplib.SMTP(
+        hostname=smtp.host,
+        port=smtp.port,
+        use_tls=smtp.security == "tls",
+        start_tls=False,  # done by hand below, so each step can be shown
+        validate_certs=True,
+        tls_context=tls_context,
+        timeout=deadline,
+    )
+
+    def show(response: aiosmtplib.SMTPResponse) -> aiosmtplib.SMTPResponse:
+        for line in (response.message or "").splitlines() or [""]:
+            echo(f"<- {response.code} {line}".rstrip())
+        return response
+
+    async def converse() -> tuple[dict[str, tuple[int, str]], str]:
+        security = {"tls": "implicit TLS", "starttls": "STARTTLS", "none": "no TLS"}[smtp.security]
+        echo(f"connecting to {smtp.host}:{smtp.port} ({security})")
+        show(await client.connect())
+        echo("-> EHLO")
+        show(await client.ehlo())
+        if smtp.security == "starttls":
+            if not client.supports_extension("starttls"):
+                raise SmtpSetupError(
+                    rcpts, f"smtp {smtp.host}:{smtp.port}: the server does not offer STARTTLS; nothing sent"
+                )
+            echo("-> STARTTLS")
+            show(await client.starttls())
+            echo("-> EHLO")
+            show(await client.ehlo())
+        if smtp.username is not None and password is not None:
+            echo(f"-> AUTH ({smtp.username}, password hidden)")
+            show(await client.login(smtp.username, password))
+        echo(f"-> MAIL FROM:<{sender}>")
+        show(await client.mail(sender))
+        refused: dict[str, tuple[int, str]] = {}
+        for rcpt in rcpts:
+            echo(f"-> RCPT TO:<{rcpt}>")
+            try:
+                show(await client.rcpt(rcpt))
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                echo(f"<- {exc.code} {exc.message}")
+                refused[rcpt] = (exc.code, exc.message)
+        if len(refused) == len(rcpts):
+            raise PermanentDeliveryError(rcpts, f"smtp {smtp.host}:{smtp.port}: every recipient refused")
+        echo(f"-> DATA ({len(data)} bytes)")
+        reply = show(await client.data(data))
+        echo("-> QUIT")
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+            show(await asyncio.wait_for(client.quit(), _QUIT_TIMEOUT))
+        return refused, f"{reply.code} {reply.message}"
+
+    data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    try:
+        refused, reply = await asyncio.wait_for(converse(), deadline)
+    except DeliveryError:
+        raise
+    except aiosmtplib.SMTPResponseException as exc:
+        echo(f"<- {exc.code} {exc.message}")
+        raise _classify(exc, rcpts, smtp) from exc
+    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        raise _classify(exc, rcpts, smtp) from exc
+    finally:
+        client.close()
+        await asyncio.sleep(0)
+    accepted = tuple(r for r in rcpts if r not in refused)
+    return DeliveryReport("smtp", str(message["Message-ID"] or ""), accepted, refused, smtp_reply=reply)
 
 
 def _check_smtp_security(smtp: SmtpConfig, password: str | None, rcpts: Sequence[str]) -> None:

@@ -3,14 +3,15 @@
     matched items --group by topic (watchlist order)--> --one Story per story_key--> --rank--> --cap--> Digest
 
 One story carried by several feeds becomes one entry: the earliest-seen copy is shown, the other feeds
-are listed in ``also_in``. Ranking is score, then recency, then title, so the same input always gives
-the same digest.
+are listed in ``also_in``. Ranking puts stories the reader has not seen yet first (a story already sent in a
+priority alert comes after them, marked ``already_sent``), then score, then recency, then title, so the same
+input always gives the same digest.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
@@ -44,18 +45,23 @@ def build_digest(
     watchlist_path: str,
     max_items_per_topic: int = 20,
     feed_health: Sequence[FeedHealth] = (),
+    already_sent: Collection[tuple[str, str]] = (),
+    language: str = "fr",
+    kind: str = "digest",
 ) -> Digest:
     """Group ``matched`` by topic (in ``topic_names`` order), one ranked Story per story, capped per topic.
 
     Matches for a topic missing from ``topic_names`` are kept (never silently lost) in sections after the
-    known topics, named by their id. Topics without matches get no section.
+    known topics, named by their id. Topics without matches get no section. ``already_sent`` holds the
+    (item key, topic id) pairs that already reached the reader in an alert.
     """
     if max_items_per_topic < 1:
         raise ValueError(f"max_items_per_topic must be >= 1, not {max_items_per_topic}")
     by_topic = _group_by_topic(matched)
     order = [t for t in topic_names if t in by_topic] + [t for t in by_topic if t not in topic_names]
+    sent = frozenset(already_sent)
     sections = tuple(
-        _section(topic_id, topic_names.get(topic_id, topic_id), by_topic[topic_id], max_items_per_topic)
+        _section(topic_id, topic_names.get(topic_id, topic_id), by_topic[topic_id], max_items_per_topic, sent)
         for topic_id in order
     )
     return Digest(
@@ -69,6 +75,8 @@ def build_digest(
         config_path=config_path,
         watchlist_path=watchlist_path,
         feed_health=tuple(feed_health),
+        language=language,
+        kind=kind,
     )
 
 
@@ -79,8 +87,10 @@ def _group_by_topic(matched: Iterable[MatchedItem]) -> dict[str, list[MatchedIte
     return groups
 
 
-def _section(topic_id: str, topic_name: str, items: Sequence[MatchedItem], cap: int) -> TopicSection:
-    stories = sorted(_stories(items), key=_rank_key)
+def _section(
+    topic_id: str, topic_name: str, items: Sequence[MatchedItem], cap: int, sent: frozenset[tuple[str, str]]
+) -> TopicSection:
+    stories = sorted(_stories(items, sent), key=_rank_key)
     return TopicSection(
         topic_id=topic_id,
         topic_name=topic_name,
@@ -89,14 +99,14 @@ def _section(topic_id: str, topic_name: str, items: Sequence[MatchedItem], cap: 
     )
 
 
-def _stories(items: Iterable[MatchedItem]) -> list[Story]:
+def _stories(items: Iterable[MatchedItem], sent: frozenset[tuple[str, str]]) -> list[Story]:
     by_story: dict[str, list[MatchedItem]] = {}
     for mi in items:
         by_story.setdefault(mi.item.story_key, []).append(mi)
-    return [_merge(copies) for copies in by_story.values()]
+    return [_merge(copies, sent) for copies in by_story.values()]
 
 
-def _merge(copies: Sequence[MatchedItem]) -> Story:
+def _merge(copies: Sequence[MatchedItem], sent: frozenset[tuple[str, str]] = frozenset()) -> Story:
     """One Story from every copy of a story: the earliest-seen copy is the main entry."""
     ordered = sorted(copies, key=lambda mi: (_utc(mi.first_seen), mi.item.key))
     main = ordered[0]
@@ -111,17 +121,18 @@ def _merge(copies: Sequence[MatchedItem]) -> Story:
         summary_text=main.item.summary_text,
         published=main.item.published,
         first_seen=main.first_seen,
-        terms=_unique(term for mi in ordered for term in mi.match.terms),
+        terms=_unique_casefold(term for mi in ordered for term in mi.match.terms),
         spans=main.match.spans,  # offsets into the main copy's text only
         score=max(mi.match.score for mi in ordered),
         also_in=also_in,
+        already_sent=any((mi.item.key, mi.match.topic_id) in sent for mi in ordered),
     )
 
 
-def _rank_key(story: Story) -> tuple[float, float, str, str]:
-    """Score desc, then recency desc, then title and key so ties are stable."""
+def _rank_key(story: Story) -> tuple[bool, float, float, str, str]:
+    """Unseen first, then score desc, then recency desc, then title and key so ties are stable."""
     when = _utc(story.published or story.first_seen).timestamp()
-    return (-story.score, -when, story.title.casefold(), story.item_key)
+    return (story.already_sent, -story.score, -when, story.title.casefold(), story.item_key)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -131,3 +142,12 @@ def _utc(moment: datetime) -> datetime:
 
 def _unique(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v for v in values if v))
+
+
+def _unique_casefold(values: Iterable[str]) -> tuple[str, ...]:
+    """Unique ignoring case ("Shein" from a title, "shein" from a summary), first spelling kept."""
+    seen: dict[str, str] = {}
+    for value in values:
+        if value:
+            seen.setdefault(value.casefold(), value)
+    return tuple(seen.values())

@@ -80,7 +80,7 @@ def canonical_url(url: str) -> str:
     if parts.username is not None:
         netloc = f"{parts.netloc.rsplit('@', 1)[0]}@{netloc}"
     path = parts.path or ("/" if netloc else "")
-    return urlunsplit(SplitResult(scheme, netloc, path, _canonical_query(parts.query), ""))
+    return urlunsplit(SplitResult(scheme, netloc, path, _canonical_query(parts.query), "")).strip()
 
 
 def link_key(url: str) -> str:
@@ -111,7 +111,10 @@ def identify(
 ) -> tuple[Item, ...]:
     """Turn one fetch's entries into items with stable keys (see the module docstring)."""
     feed_prefix = _digest(feed_url)[:16]
-    identities = _identities(entries)
+    links = [_web_link(entry.link) for entry in entries]
+    # Canonicalising a link is the costly part of identity: once per entry.
+    link_keys = [link_key(link) if link is not None else None for link in links]
+    identities = _identities(entries, link_keys)
     return tuple(
         Item(
             key=f"{feed_prefix}:{_digest(identity)[:40]}",
@@ -120,12 +123,12 @@ def identify(
             title=entry.title,
             summary_text=html_to_text(entry.summary_html),
             summary_html=entry.summary_html,
-            link=_web_link(entry.link),
-            story_key=story_key(entry),
+            link=link,
+            story_key=key_of_link if key_of_link is not None else _title_story_key(entry),
             published=_clamped(entry.published, now),
             feed_tags=feed_tags,
         )
-        for entry, identity in zip(entries, identities, strict=True)
+        for entry, identity, link, key_of_link in zip(entries, identities, links, link_keys, strict=True)
     )
 
 
@@ -134,12 +137,19 @@ def story_key(entry: Entry) -> str:
     link = _web_link(entry.link)
     if link is not None:
         return link_key(link)
+    return _title_story_key(entry)
+
+
+def _title_story_key(entry: Entry) -> str:
     return "title:" + _digest(_normalised(entry.title))[:40]
 
 
 def item_link_key(item: Item) -> str | None:
-    """The secondary identity of an item: the link key of its link (None without a usable link)."""
-    return link_key(item.link) if item.link else None
+    """The secondary identity of an item: the link key of its link (None without a usable link).
+
+    An item with a link has that link key as its story key (see :func:`identify`), so nothing is recomputed.
+    """
+    return item.story_key if item.link else None
 
 
 FLOOD_NEW_ITEMS = 20
@@ -162,10 +172,13 @@ def novel_items(items: Sequence[Item], published_after: datetime) -> list[Item]:
     return [item for item in items if item.published is not None and item.published > published_after]
 
 
-def _identities(entries: Sequence[Entry]) -> list[str]:
+def _identities(entries: Sequence[Entry], link_keys: Sequence[str | None]) -> list[str]:
     """The identity string of each entry, disambiguating GUIDs repeated within this fetch."""
     guid_counts = Counter(entry.guid for entry in entries if entry.guid)
-    first_choice = [_identity(entry, repeated=guid_counts[entry.guid or ""] > 1) for entry in entries]
+    first_choice = [
+        _identity(entry, key_of_link, repeated=guid_counts[entry.guid or ""] > 1)
+        for entry, key_of_link in zip(entries, link_keys, strict=True)
+    ]
     first_counts = Counter(first_choice)
     return [
         f"{identity}\npos:{position}" if first_counts[identity] > 1 else identity
@@ -173,12 +186,11 @@ def _identities(entries: Sequence[Entry]) -> list[str]:
     ]
 
 
-def _identity(entry: Entry, *, repeated: bool) -> str:
-    link = _web_link(entry.link)
+def _identity(entry: Entry, key_of_link: str | None, *, repeated: bool) -> str:
     if entry.guid:
-        return f"guid:{entry.guid}\nlink:{link_key(link)}" if repeated and link else f"guid:{entry.guid}"
-    if link:
-        return f"link:{link_key(link)}"
+        return f"guid:{entry.guid}\nlink:{key_of_link}" if repeated and key_of_link else f"guid:{entry.guid}"
+    if key_of_link:
+        return f"link:{key_of_link}"
     return f"content:{_normalised(entry.title)}\n{_normalised(html_to_text(entry.summary_html))}"
 
 

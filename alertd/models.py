@@ -118,6 +118,8 @@ class Story:
     spans: tuple[Span, ...] = ()
     score: float = 1.0
     also_in: tuple[str, ...] = ()
+    already_sent: bool = False
+    """The story already went out to this reader in an alert (a priority topic); the digest says so."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,10 @@ class Digest:
     config_path: str
     watchlist_path: str
     feed_health: tuple[FeedHealth, ...] = field(default=())
+    language: str = "fr"
+    """Language of the fixed strings and date formats: "fr" or "en"."""
+    kind: str = "digest"
+    """"digest" (scheduled) or "alert" (a short message for a priority topic, sent right away)."""
 
     @property
     def story_count(self) -> int:

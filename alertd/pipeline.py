@@ -18,7 +18,7 @@ import hashlib
 import logging
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -29,7 +29,7 @@ import jinja2
 
 from alertd import schedule
 from alertd.config import Config, FeedConfig, SubscriberConfig
-from alertd.deliver import deliver
+from alertd.deliver import DeliveryReport, SmtpSetupError, deliver
 from alertd.digest import build_digest, digest_id_for
 from alertd.errors import ParseError, PermanentDeliveryError, TransientDeliveryError
 from alertd.failpoint import failpoint
@@ -37,10 +37,11 @@ from alertd.fetch import FetchPolicy, fetch_feed
 from alertd.identify import identify, is_flood, item_link_key, novel_items
 from alertd.match import match_item
 from alertd.metrics import Metrics
-from alertd.models import FeedHealth, FetchStatus, Item, Match
+from alertd.models import FeedHealth, FetchStatus, Item, Match, MatchedItem
 from alertd.parse import ParserPool
+from alertd.quiet import in_quiet_hours, release_time
 from alertd.render import render_digest
-from alertd.store import FeedState, PollOutcome, Store
+from alertd.store import DeliveryPause, FeedState, PollOutcome, Store
 from alertd.watchlist import Watchlist
 
 log = logging.getLogger("alertd.pipeline")
@@ -48,7 +49,6 @@ log = logging.getLogger("alertd.pipeline")
 RETRY_FIRST = timedelta(minutes=1)
 RETRY_CAP = timedelta(hours=1)
 RETRY_LIFETIME = timedelta(hours=24)
-FAILING_FEED_NOTICE_AFTER = timedelta(hours=6)
 
 
 @dataclass
@@ -105,8 +105,9 @@ class DeliveryAttempt:
 
     outbox_id: int
     subscriber: str
-    status: str  # sent | retry | failed
+    status: str  # sent | retry | failed | paused (SMTP delivery paused on a configuration error)
     error: str | None = None
+    """Why it was not sent; for a sent message, the recipients the server refused (if any)."""
 
 
 # --- polling -------------------------------------------------------------------------------------------------
@@ -390,76 +391,170 @@ def register_subscribers(rt: Runtime, now: datetime) -> None:
 
 def subscriber_topics(rt: Runtime, subscriber: SubscriberConfig) -> list[str]:
     """The topic ids a subscriber follows that the current watchlist defines."""
-    defined = [topic.id for topic in rt.watchlist.topics]
+    return _topics_of(rt.watchlist, subscriber)
+
+
+def _topics_of(watchlist: Watchlist, subscriber: SubscriberConfig) -> list[str]:
+    defined = [topic.id for topic in watchlist.topics]
     if subscriber.topics is None:
         return defined
     return [topic for topic in subscriber.topics if topic in defined]
 
 
+def priority_topics(rt: Runtime, subscriber: SubscriberConfig) -> list[str]:
+    """The subscriber's topics with ``priority = "immediate"``: their matches are alerted right away."""
+    priority = {topic.id for topic in rt.watchlist.topics if topic.priority == "immediate"}
+    return [topic for topic in subscriber_topics(rt, subscriber) if topic in priority]
+
+
 def digest_due(rt: Runtime, subscriber: SubscriberConfig, now: datetime) -> bool:
-    """Whether the subscriber's schedule has fired since their last digest."""
+    """Whether the subscriber's schedule has fired since their last digest, and ``now`` is outside their
+    quiet hours (a digest due during quiet hours waits for the end of the window, never is dropped)."""
+    zone = ZoneInfo(subscriber.timezone)
+    if in_quiet_hours(subscriber.quiet_hours, now, zone):
+        return False
+    if subscriber.schedule.is_immediate:
+        return True
     _, last = rt.store.subscriber_state(subscriber.email, now)
-    due = schedule.next_digest_time(subscriber.schedule, last, ZoneInfo(subscriber.timezone))
-    return due <= now
+    return schedule.next_digest_time(subscriber.schedule, last, zone) <= now
+
+
+def alerts_due_at(rt: Runtime, subscriber: SubscriberConfig, now: datetime) -> datetime | None:
+    """When the subscriber's pending priority alerts go out, or None if none is pending.
+
+    ``[digest] debounce`` after the first pending match (so matches close together share one email), and
+    not during quiet hours. Immediate subscribers get no separate alerts: their digest already goes at once.
+    A result at or before ``now`` means: due now.
+    """
+    if subscriber.schedule.is_immediate:
+        return None
+    topics = priority_topics(rt, subscriber)
+    if not topics:
+        return None
+    since, _ = rt.store.subscriber_state(subscriber.email, now)
+    pending = rt.store.pending_alerts(subscriber.email, topics, since)
+    if not pending:
+        return None
+    first = min(matched_at for _, matched_at in pending)
+    return release_time(
+        subscriber.quiet_hours, max(first + rt.config.digest.debounce, now), ZoneInfo(subscriber.timezone)
+    )
+
+
+def next_flush_at(rt: Runtime, subscriber: SubscriberConfig, now: datetime) -> datetime | None:
+    """When :func:`flush_digests` next has something to send this subscriber (the daemon runs it then).
+
+    The scheduled digest (held to the end of quiet hours), pending priority alerts, and for an immediate
+    subscriber, matches held by quiet hours. None: nothing until new matches arrive.
+    """
+    zone = ZoneInfo(subscriber.timezone)
+    candidates: list[datetime] = []
+    if subscriber.schedule.is_immediate:
+        since, _ = rt.store.subscriber_state(subscriber.email, now)
+        if rt.store.pending_matches(subscriber.email, subscriber_topics(rt, subscriber), since):
+            candidates.append(release_time(subscriber.quiet_hours, now, zone))
+    else:
+        _, last = rt.store.subscriber_state(subscriber.email, now)
+        due = schedule.next_digest_time(subscriber.schedule, last, zone)
+        candidates.append(release_time(subscriber.quiet_hours, max(due, now), zone))
+    alerts = alerts_due_at(rt, subscriber, now)
+    if alerts is not None:
+        candidates.append(alerts)
+    return min(candidates) if candidates else None
 
 
 def flush_digests(
     rt: Runtime, now: datetime, *, force: bool = False, only: str | None = None
 ) -> list[tuple[str, int]]:
-    """Build, render and queue the digests that are due (all of them with ``force``).
+    """Build, render and queue the digests and priority alerts that are due (all pending ones with ``force``).
 
-    Returns (subscriber, outbox id) for each message queued. Rendering a digest and marking its matches
-    delivered happen in one transaction with the outbox insert.
+    Returns (subscriber, outbox id) for each message queued. Rendering a message and marking its matches
+    delivered happen in one transaction with the outbox insert. A digest goes before the alerts: a match
+    it carries is no longer an alert to send.
     """
     queued: list[tuple[str, int]] = []
-    health = feed_health(rt, now)
     for subscriber in rt.config.subscribers:
         if only is not None and subscriber.email != only:
             continue
-        if not force and not subscriber.schedule.is_immediate and not digest_due(rt, subscriber, now):
-            continue
-        outbox_id = _queue_digest(rt, subscriber, now, health)
-        if outbox_id is not None:
-            queued.append((subscriber.email, outbox_id))
+        if force or digest_due(rt, subscriber, now):
+            outbox_id = _queue_digest(rt, subscriber, now)
+            if outbox_id is not None:
+                queued.append((subscriber.email, outbox_id))
+        alerts_at = alerts_due_at(rt, subscriber, now)
+        if alerts_at is not None and (force or alerts_at <= now):
+            outbox_id = _queue_alert(rt, subscriber, now)
+            if outbox_id is not None:
+                queued.append((subscriber.email, outbox_id))
     return queued
 
 
 def render_pending_digest(
     rt: Runtime, subscriber: SubscriberConfig, now: datetime, health: Sequence[FeedHealth] = ()
-) -> tuple[EmailMessage, list[str]] | None:
-    """The digest a subscriber would receive now, rendered, without queueing it; None if nothing is pending."""
+) -> tuple[EmailMessage, list[MatchedItem]] | None:
+    """The digest a subscriber would receive now, rendered, and the matches it carries, without queueing it;
+    None if nothing is pending."""
     since, _ = rt.store.subscriber_state(subscriber.email, now)
     pending = rt.store.pending_matches(subscriber.email, subscriber_topics(rt, subscriber), since)
     if not pending:
         return None
-    keys = [f"{m.item.key}/{m.match.topic_id}" for m in pending]
+    message = build_message(
+        rt.config,
+        rt.watchlist,
+        rt.templates,
+        subscriber,
+        pending,
+        now,
+        health=health,
+        already_sent=rt.store.alerted(subscriber.email, pending),
+    )
+    return message, pending
+
+
+def build_message(
+    config: Config,
+    watchlist: Watchlist,
+    templates: jinja2.Environment,
+    subscriber: SubscriberConfig,
+    matched: Sequence[MatchedItem],
+    now: datetime,
+    *,
+    health: Sequence[FeedHealth] = (),
+    already_sent: Collection[tuple[str, str]] = (),
+    kind: str = "digest",
+) -> EmailMessage:
+    """``matched`` as the email this subscriber gets (a digest, or a short ``kind="alert"``): pure."""
+    prefix = "alert:" if kind == "alert" else ""  # an alert and the digest repeating it differ in Message-ID
     digest = build_digest(
-        digest_id=digest_id_for(subscriber.email, keys),
+        digest_id=digest_id_for(subscriber.email, [prefix + key for key in _match_keys(matched)]),
         subscriber_email=subscriber.email,
         subscriber_name=subscriber.name,
-        sender=rt.config.delivery.sender,
-        matched=pending,
-        topic_names={topic.id: topic.name for topic in rt.watchlist.topics},
+        sender=config.delivery.sender,
+        matched=matched,
+        topic_names={topic.id: topic.name for topic in watchlist.topics},
         now=now,
         timezone=subscriber.timezone,
-        config_path=str(rt.config.path),
-        watchlist_path=str(rt.config.watchlist),
+        config_path=str(config.path),
+        watchlist_path=str(config.watchlist),
+        max_items_per_topic=subscriber.max_items_per_topic,
         feed_health=health,
+        already_sent=already_sent,
+        language=subscriber.language,
+        kind=kind,
     )
-    return render_digest(digest, rt.templates), keys
+    return render_digest(digest, templates)
 
 
-def _queue_digest(
-    rt: Runtime, subscriber: SubscriberConfig, now: datetime, health: Sequence[FeedHealth]
-) -> int | None:
-    since, _ = rt.store.subscriber_state(subscriber.email, now)
-    pending = rt.store.pending_matches(subscriber.email, subscriber_topics(rt, subscriber), since)
-    if not pending:
+def _match_keys(matched: Sequence[MatchedItem]) -> list[str]:
+    return [f"{m.item.key}/{m.match.topic_id}" for m in matched]
+
+
+def _queue_digest(rt: Runtime, subscriber: SubscriberConfig, now: datetime) -> int | None:
+    _, last = rt.store.subscriber_state(subscriber.email, now)
+    rendered = render_pending_digest(rt, subscriber, now, feed_health(rt, now, events_since=last))
+    if rendered is None:
         rt.store.mark_digest_time(subscriber.email, now)
         return None
-    rendered = render_pending_digest(rt, subscriber, now, health)
-    assert rendered is not None
-    message, _ = rendered
+    message, pending = rendered
     failpoint("before_outbox_commit")
     outbox_id = rt.store.enqueue_digest(
         subscriber.email, str(message["Message-ID"]), message_bytes(message), pending, now
@@ -469,20 +564,88 @@ def _queue_digest(
     return outbox_id
 
 
-def feed_health(rt: Runtime, now: datetime) -> list[FeedHealth]:
-    """Feeds a reader should hear about: gone, or failing for longer than a few hours."""
-    configured = {feed.url for feed in rt.config.feeds}
+def _queue_alert(rt: Runtime, subscriber: SubscriberConfig, now: datetime) -> int | None:
+    since, _ = rt.store.subscriber_state(subscriber.email, now)
+    pending = [
+        m for m, _ in rt.store.pending_alerts(subscriber.email, priority_topics(rt, subscriber), since)
+    ]
+    if not pending:
+        return None
+    message = build_message(rt.config, rt.watchlist, rt.templates, subscriber, pending, now, kind="alert")
+    outbox_id = rt.store.enqueue_digest(
+        subscriber.email, str(message["Message-ID"]), message_bytes(message), pending, now, kind="alert"
+    )
+    log.info("alert for %s queued: %d matches (%s)", subscriber.email, len(pending), message["Message-ID"])
+    return outbox_id
+
+
+def preview_message(
+    config: Config,
+    watchlist: Watchlist,
+    templates: jinja2.Environment,
+    store: Store,
+    subscriber: SubscriberConfig,
+    now: datetime,
+    *,
+    window: timedelta | None = None,
+) -> EmailMessage | None:
+    """The digest ``subscriber`` would get now (``alertd preview``), or None if there is nothing to show.
+
+    From the pending matches, or with ``window`` from every match stored in that window, delivered or
+    not. Only reads the store: safe on a database opened read-only, beside a running daemon.
+    """
+    known = store.subscriber_since(subscriber.email)
+    topics = _topics_of(watchlist, subscriber)
+    if window is not None:
+        matched = store.matches_since(topics, now - window)
+    elif known is not None:
+        matched = store.pending_matches(subscriber.email, topics, known[0])
+    else:
+        matched = []  # a subscriber the daemon has not met yet starts from the next match
+    if not matched:
+        return None
+    last = known[1] if known is not None else now
+    return build_message(
+        config,
+        watchlist,
+        templates,
+        subscriber,
+        matched,
+        now,
+        health=feed_health_notices(config, store, now, events_since=last),
+        already_sent=store.alerted(subscriber.email, matched),
+    )
+
+
+def feed_health(rt: Runtime, now: datetime, *, events_since: datetime | None = None) -> list[FeedHealth]:
+    """Feeds a reader should hear about (see :func:`feed_health_notices`)."""
+    return feed_health_notices(rt.config, rt.store, now, events_since=events_since)
+
+
+def feed_health_notices(
+    config: Config, store: Store, now: datetime, *, events_since: datetime | None = None
+) -> list[FeedHealth]:
+    """Configured feeds that are gone, or failing for longer than ``[digest] feed_health_after``; and with
+    ``events_since``, the moves and floods recorded since then (the reader's last digest)."""
+    configured = {feed.url for feed in config.feeds}
+    threshold = config.digest.feed_health_after
     notices: list[FeedHealth] = []
-    for state in rt.store.feeds():
+    for state in store.feeds():
         if state.url not in configured:
             continue
         if state.gone:
-            notices.append(FeedHealth(state.name, state.url, "gone (HTTP 410): polling stopped", state.last_error_at))
+            notices.append(
+                FeedHealth(state.name, state.url, "gone (HTTP 410): polling stopped", state.last_error_at)
+            )
         elif state.consecutive_failures and state.last_error_at:
             failing_since = state.last_success_at or state.last_error_at
-            if now - failing_since >= FAILING_FEED_NOTICE_AFTER or not state.last_success_at:
+            if now - failing_since >= threshold or not state.last_success_at:
                 problem = f"failing: {state.last_error_class} ({state.consecutive_failures} attempts)"
                 notices.append(FeedHealth(state.name, state.url, problem, failing_since))
+    if events_since is not None:
+        for event in store.feed_events(events_since):
+            if event.kind in ("moved", "flood") and event.feed_url in configured:
+                notices.append(FeedHealth(event.feed_name, event.feed_url, event.message, event.at))
     return notices
 
 
@@ -502,15 +665,56 @@ async def drain_outbox(rt: Runtime, now: datetime) -> list[DeliveryAttempt]:
     return attempts
 
 
+def delivery_fingerprint(config: Config) -> str:
+    """A digest of the delivery settings: a pause taken under some settings ends when they change."""
+    return hashlib.sha256(repr(config.delivery).encode("utf-8")).hexdigest()[:16]
+
+
+def delivery_paused(rt: Runtime) -> DeliveryPause | None:
+    """The SMTP delivery pause in force, if any; one taken under other delivery settings is lifted here."""
+    if rt.config.delivery.method != "smtp":
+        return None
+    pause = rt.store.delivery_pause()
+    if pause is not None and pause.config_fingerprint != delivery_fingerprint(rt.config):
+        rt.store.resume_delivery()
+        log.info("delivery settings changed since SMTP delivery was paused: resuming")
+        return None
+    return pause
+
+
+def resume_delivery(rt: Runtime, why: str) -> None:
+    """Lift a delivery pause (the config was reloaded, or the daemon started): the next drain tries again."""
+    if rt.store.resume_delivery():
+        log.info("SMTP delivery resumed (%s)", why)
+
+
 async def _drain_outbox(rt: Runtime, now: datetime) -> list[DeliveryAttempt]:
+    due = rt.store.due_outbox(now)
+    pause = delivery_paused(rt) if due else None
+    if pause is not None:
+        log.debug("SMTP delivery paused since %s: %d messages wait", pause.since, len(due))
+        return [DeliveryAttempt(q.id, q.subscriber, "paused", pause.reason) for q in due]
     attempts: list[DeliveryAttempt] = []
-    for queued in rt.store.due_outbox(now):
+    for index, queued in enumerate(due):
         message = email.message_from_bytes(queued.message, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         failpoint("before_delivery")
         try:
             with rt.metrics.delivery_seconds.time():
-                await deliver(message, rt.config.delivery, base_dir=rt.config.path.parent, password=rt.smtp_password)
+                report = await deliver(
+                    message, rt.config.delivery, base_dir=rt.config.path.parent, password=rt.smtp_password
+                )
+        except SmtpSetupError as exc:  # 535, no STARTTLS, no password: no message can go until it is fixed
+            rt.store.mark_attempted(queued.id, str(exc))
+            rt.store.pause_delivery(str(exc), delivery_fingerprint(rt.config), now)
+            log.error(
+                "SMTP delivery paused: configuration error: %s. %d messages stay queued; fix [delivery.smtp] "
+                "or the password, then reload the config (systemctl reload alertd) or run `alertd outbox retry`",
+                exc,
+                len(due) - index,
+            )
+            attempts.extend(DeliveryAttempt(q.id, q.subscriber, "paused", str(exc)) for q in due[index:])
+            break
         except TransientDeliveryError as exc:
             if now - queued.created_at >= RETRY_LIFETIME:
                 rt.store.mark_failed(queued.id, f"gave up after {RETRY_LIFETIME}: {exc}")
@@ -526,12 +730,25 @@ async def _drain_outbox(rt: Runtime, now: datetime) -> list[DeliveryAttempt]:
             log.error("delivery to %s failed: %s", queued.subscriber, exc)
             attempts.append(DeliveryAttempt(queued.id, queued.subscriber, "failed", str(exc)))
         else:
+            refused = refused_note(report)
             failpoint("after_delivery_before_mark_sent")
-            rt.store.mark_sent(queued.id, now)
+            rt.store.mark_sent(queued.id, now, refused)
             failpoint("after_mark_sent")
+            if refused:
+                log.warning("digest %s delivered to some recipients only: %s", queued.message_id, refused)
             log.info("digest %s delivered to %s", queued.message_id, queued.subscriber)
-            attempts.append(DeliveryAttempt(queued.id, queued.subscriber, "sent"))
+            attempts.append(DeliveryAttempt(queued.id, queued.subscriber, "sent", refused))
     return attempts
+
+
+def refused_note(report: DeliveryReport) -> str | None:
+    """The recipients a server refused while accepting others, as one line for the outbox and the log."""
+    if not report.refused:
+        return None
+    refused = "; ".join(
+        f"{addr}: {code} {text}".strip() for addr, (code, text) in sorted(report.refused.items())
+    )
+    return f"refused by the server: {refused}"
 
 
 def retry_delay(attempt: int) -> timedelta:

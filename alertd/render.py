@@ -34,6 +34,8 @@ from alertd.models import Digest, FeedHealth, Span, Story, TopicSection
 
 __all__ = [
     "DATETIME_FORMAT",
+    "LANGUAGES",
+    "STRINGS",
     "SUMMARY_LIMIT",
     "TEMPLATE_NAMES",
     "check_templates",
@@ -53,8 +55,62 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Every date the reader sees is formatted with this, in the subscriber's time zone.
+#: Every date the reader sees is formatted with this (French) or as "26 Nov 2026, 07:03" (English), in the
+#: subscriber's time zone. Month names come from :data:`STRINGS`, never from the process locale.
 DATETIME_FORMAT = "%d/%m/%Y %H:%M"
+LANGUAGES = ("fr", "en")
+#: Every fixed string of the default templates, per language; templates get the reader's as ``t``.
+STRINGS: dict[str, dict[str, str]] = {
+    "fr": {
+        "story": "article",
+        "stories": "articles",
+        "for": "pour",
+        "digest": "Veille alertd",
+        "alert": "Alerte",
+        "alert_heading": "Alerte alertd",
+        "also_in": "aussi dans",
+        "why": "Pourquoi",
+        "more": "autres",
+        "already_sent": "déjà envoyé",
+        "feed_health": "État des flux",
+        "since": "depuis",
+        "colon": " :",
+        "sent_by": "Envoyé par alertd à",
+        "from_config": "d’après la configuration",
+        "and_watchlist": "et la liste de veille",
+        "config": "Configuration",
+        "watchlist": "Liste de veille",
+        "change": "Pour changer vos sujets ou votre calendrier, ou ne plus recevoir ces e-mails, modifiez "
+        "votre entrée [[subscriber]] dans ce fichier de configuration.",
+        "alert_note": "Envoyé tout de suite : ces sujets sont prioritaires. Ces articles figureront aussi "
+        "dans votre prochaine veille.",
+    },
+    "en": {
+        "story": "story",
+        "stories": "stories",
+        "for": "for",
+        "digest": "alertd digest",
+        "alert": "Alert",
+        "alert_heading": "alertd alert",
+        "also_in": "also in",
+        "why": "Why",
+        "more": "more",
+        "already_sent": "already sent",
+        "feed_health": "Feed health",
+        "since": "since",
+        "colon": ":",
+        "sent_by": "Sent by alertd to",
+        "from_config": "from the config",
+        "and_watchlist": "and the watchlist",
+        "config": "Config",
+        "watchlist": "Watchlist",
+        "change": "To change your topics or schedule, or to stop these emails, edit your [[subscriber]] "
+        "entry in that config file.",
+        "alert_note": "Sent right away: these topics are high priority. These stories will also be in your "
+        "next digest.",
+    },
+}
+_MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 #: Summaries longer than this (in characters) are cut at a word boundary.
 SUMMARY_LIMIT = 400
 SUBJECT_LIMIT = 200
@@ -174,13 +230,19 @@ def http_link(url: str | None) -> str | None:
     return url if parts.scheme.lower() in {"http", "https"} and parts.netloc else None
 
 
-def local_time(moment: datetime | None, tz_name: str) -> str:
-    """``moment`` in the time zone ``tz_name``, formatted with :data:`DATETIME_FORMAT`; naive means UTC."""
+def local_time(moment: datetime | None, tz_name: str, language: str = "fr") -> str:
+    """``moment`` in the time zone ``tz_name``, in the reader's ``language``; naive means UTC.
+
+    French: ``26/11/2026 07:03`` (:data:`DATETIME_FORMAT`); English: ``26 Nov 2026, 07:03``.
+    """
     if moment is None:
         return ""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt_timezone.utc)
-    return moment.astimezone(ZoneInfo(tz_name)).strftime(DATETIME_FORMAT)
+    local = moment.astimezone(ZoneInfo(tz_name))
+    if language == "en":
+        return f"{local.day} {_MONTHS_EN[local.month - 1]} {local.year}, {local:%H:%M}"
+    return local.strftime(DATETIME_FORMAT)
 
 
 def sanitize_html(html: str) -> str:
@@ -247,13 +309,15 @@ def load_templates(templates_dir: Path | None) -> jinja2.Environment:
 
 
 def check_templates(env: jinja2.Environment) -> list[str]:
-    """Compile and render each template once against a sample digest; one message per broken template."""
-    digest = sample_digest()
+    """Compile and render each template against sample digests and alerts in every language; one message
+    per broken template."""
+    samples = [sample_digest(language, kind) for language in LANGUAGES for kind in ("digest", "alert")]
     problems: list[str] = []
     for name in TEMPLATE_NAMES:
         try:
             template = env.get_template(name)
-            template.render(_context(digest))
+            for digest in samples:
+                template.render(_context(digest))
         except jinja2.TemplateSyntaxError as exc:
             problems.append(f"{exc.filename or name}:{exc.lineno}: {exc.message}")
         except Exception as exc:  # a user template can fail in any way; report it, never crash
@@ -268,8 +332,9 @@ def _template_file(env: jinja2.Environment, name: str) -> str:
         return name
 
 
-def sample_digest() -> Digest:
-    """A small digest exercising every template feature: used by :func:`check_templates` and tests."""
+def sample_digest(language: str = "fr", kind: str = "digest") -> Digest:
+    """A small digest exercising every template feature: used by :func:`check_templates`, ``alertd
+    test-email`` and tests."""
     when = datetime(2026, 11, 26, 6, 3, tzinfo=dt_timezone.utc)
     story = Story(
         item_key="sample-1",
@@ -284,17 +349,20 @@ def sample_digest() -> Digest:
         also_in=("Le Monde",),
     )
     hidden = replace(story, item_key="sample-2", title="Autre article", link=None, also_in=())
+    sent = replace(story, item_key="sample-3", title="Temu accélère en Europe", already_sent=True, spans=())
     return Digest(
         digest_id="0" * 32,
         subscriber_email="reader@example.invalid",
         subscriber_name="Sample Reader",
         sender="alertd@example.invalid",
-        sections=(TopicSection("sample", "Sample topic", (story,), (hidden,)),),
+        sections=(TopicSection("sample", "Sample topic", (story, sent), (hidden,)),),
         generated_at=when,
         timezone="Europe/Paris",
         config_path="/etc/alertd/alertd.toml",
         watchlist_path="/etc/alertd/watchlist.toml",
         feed_health=(FeedHealth("Sample feed", "https://example.invalid/rss", "HTTP 500", when),),
+        language=language,
+        kind=kind,
     )
 
 
@@ -373,7 +441,8 @@ def _render_parts(digest: Digest, env: jinja2.Environment) -> tuple[str, str, st
 
 
 def _context(digest: Digest) -> dict[str, Any]:
-    return {"digest": digest}
+    """What templates see: the digest, and ``t``, the fixed strings in the reader's language."""
+    return {"digest": digest, "t": STRINGS.get(digest.language, STRINGS["fr"]), "lang": digest.language}
 
 
 def _without_poison(digest: Digest, env: jinja2.Environment) -> Digest:

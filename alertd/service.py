@@ -23,7 +23,6 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -231,8 +230,7 @@ class Daemon:
         assert self.rt is not None
         for feed in self.rt.config.feeds:
             self._schedule_feed(feed)
-        for subscriber in self.rt.config.subscribers:
-            self._schedule_digest(subscriber)
+        self._schedule_digests(resume_because="the daemon started")
         self.scheduler.add_job(
             self._track(self._drain),
             IntervalTrigger(seconds=OUTBOX_INTERVAL.total_seconds()),
@@ -278,16 +276,30 @@ class Daemon:
             replace_existing=True,
         )
 
-    def _schedule_digest(self, subscriber: SubscriberConfig) -> None:
-        if subscriber.schedule.is_immediate:
-            return
+    def _schedule_digests(self, *, resume_because: str | None = None) -> None:
+        """(Re)schedule every subscriber's digest job; on start and reload, lift an SMTP delivery pause
+        (the settings may have been fixed: the next drain tries once more)."""
         assert self.rt is not None
-        _, last = self.rt.store.subscriber_state(subscriber.email, self.now())
-        due = schedule.next_digest_time(subscriber.schedule, last, ZoneInfo(subscriber.timezone))
+        if resume_because is not None:
+            pipeline.resume_delivery(self.rt, resume_because)
+        for subscriber in self.rt.config.subscribers:
+            self._schedule_digest(subscriber)
+
+    def _schedule_digest(self, subscriber: SubscriberConfig, *, not_before: datetime | None = None) -> None:
+        """One job per subscriber, at the next time a flush has something for them (pipeline.next_flush_at):
+        the scheduled digest, pending priority alerts once debounced, mail held by quiet hours."""
+        assert self.rt is not None
+        now = self.now()
+        when = pipeline.next_flush_at(self.rt, subscriber, now)
+        job_id = f"digest:{subscriber.email}"
+        if when is None:
+            with contextlib.suppress(Exception):
+                self.scheduler.remove_job(job_id)
+            return
         self.scheduler.add_job(
             self._track(lambda: self._digest(subscriber.email)),
-            DateTrigger(run_date=max(due, self.now())),
-            id=f"digest:{subscriber.email}",
+            DateTrigger(run_date=max(when, now, not_before or now)),
+            id=job_id,
             replace_existing=True,
         )
 
@@ -312,17 +324,22 @@ class Daemon:
         if report.matches and any(s.schedule.is_immediate for s in self.rt.config.subscribers):
             pipeline.flush_digests(self.rt, self.now())
             await pipeline.drain_outbox(self.rt, self.now())
+        if report.matches:  # priority alerts (debounced) and mail held by quiet hours get their job
+            self._schedule_digests()
 
     async def _digest(self, email: str) -> None:
         assert self.rt is not None
         subscriber = next((s for s in self.rt.config.subscribers if s.email == email), None)
         if subscriber is None:
             return
+        failed = True
         try:
             pipeline.flush_digests(self.rt, self.now(), only=email)
             await pipeline.drain_outbox(self.rt, self.now())
+            failed = False
         finally:
-            self._schedule_digest(subscriber)
+            # After a failure, wait a little rather than retry in a tight loop.
+            self._schedule_digest(subscriber, not_before=self.now() + OUTBOX_INTERVAL if failed else None)
 
     async def _drain(self) -> None:
         assert self.rt is not None
@@ -433,8 +450,7 @@ class Daemon:
             with contextlib.suppress(Exception):
                 self.scheduler.remove_job(f"digest:{subscriber.email}")
         pipeline.register_subscribers(self.rt, self.now())
-        for subscriber in config.subscribers:
-            self._schedule_digest(subscriber)
+        self._schedule_digests(resume_because="the configuration was reloaded")
         log.info(
             "configuration reloaded: %d feeds, %d topics, %d subscribers",
             len(config.feeds),

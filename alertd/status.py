@@ -42,6 +42,8 @@ class Status:
     feeds: list[dict[str, Any]] = field(default_factory=list)
     outbox: dict[str, int] = field(default_factory=dict)
     subscribers: list[SubscriberStatus] = field(default_factory=list)
+    delivery_paused: dict[str, Any] | None = None
+    """Set while SMTP delivery is paused on a configuration error: ``since`` and ``reason``."""
 
     def as_json(self) -> dict[str, Any]:
         def convert(value: Any) -> Any:
@@ -112,7 +114,13 @@ def collect_status(config: Config, store: Store, now: datetime) -> Status:
         feeds=feeds,
         outbox=outbox,
         subscribers=subscribers,
+        delivery_paused=_pause_json(store),
     )
+
+
+def _pause_json(store: Store) -> dict[str, Any] | None:
+    pause = store.delivery_pause()
+    return None if pause is None else {"since": pause.since, "reason": pause.reason}
 
 
 def _feed_json(state: FeedState) -> dict[str, Any]:
@@ -163,6 +171,13 @@ def format_status(status: Status, now: datetime) -> str:
             lines.append(f"  ! {feed['name']}: {what}; last success {_when(feed['last_success_at'])}")
     box = status.outbox
     lines.append(f"outbox:      {box['pending']} pending, {box['retrying']} retrying, {box['failed']} failed")
+    if status.delivery_paused is not None:
+        lines.append(
+            f"delivery:    PAUSED since {_when(status.delivery_paused['since'])}: {status.delivery_paused['reason']}"
+        )
+        lines.append(
+            "             fix [delivery.smtp] or the password, then reload the config or run `alertd outbox retry`"
+        )
     for sub in status.subscribers:
         lines.append(
             f"subscriber:  {sub.email} ({sub.schedule}): last digest {_when(sub.last_digest_at)}, "

@@ -133,7 +133,38 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX feed_events_by_time ON feed_events (at);
     """,
+    # 4: digests and alerts. A delivery record says whether the match went out in a scheduled digest or in a
+    # priority alert (a story alerted is digested later, marked "already sent"), so the kind joins the key;
+    # a paused SMTP delivery (the server refused our credentials) survives restarts until someone acts.
+    """
+    CREATE TABLE deliveries_v4 (
+        subscriber TEXT NOT NULL,
+        item_key TEXT NOT NULL,
+        topic_id TEXT NOT NULL,
+        story_key TEXT NOT NULL,
+        outbox_id INTEGER REFERENCES outbox (id),
+        kind TEXT NOT NULL DEFAULT 'digest' CHECK (kind IN ('digest', 'alert')),
+        PRIMARY KEY (subscriber, item_key, topic_id, kind)
+    );
+    INSERT INTO deliveries_v4 (subscriber, item_key, topic_id, story_key, outbox_id, kind)
+        SELECT subscriber, item_key, topic_id, story_key, outbox_id, 'digest' FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_v4 RENAME TO deliveries;
+    CREATE INDEX deliveries_by_story ON deliveries (subscriber, topic_id, story_key);
+    CREATE INDEX deliveries_by_outbox ON deliveries (outbox_id);
+    ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'digest';
+    ALTER TABLE daemon ADD COLUMN delivery_paused_at TEXT;
+    ALTER TABLE daemon ADD COLUMN delivery_paused_reason TEXT;
+    ALTER TABLE daemon ADD COLUMN delivery_paused_config TEXT;
+    """,
 )
+
+_MATCHED_COLUMNS = (
+    "i.key, i.feed_url, i.story_key, i.title, i.summary_text, i.summary_html, i.link,"
+    " i.published, i.first_seen, m.topic_id, m.terms, m.spans, m.score, f.name"
+)
+"""The columns ``_matched_from_row`` reads, in its order."""
+_MATCHED_FROM = "FROM matches m JOIN items i ON i.key = m.item_key LEFT JOIN feeds f ON f.url = i.feed_url"
 
 MIN_RETENTION = timedelta(days=90)
 """Seen items are kept at least this long after they were last seen in their feed (RELIABILITY I5)."""
@@ -201,6 +232,16 @@ class DaemonState:
     reload_at: datetime | None = None
     reload_ok: bool = True
     reload_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPause:
+    """SMTP delivery stopped on a configuration error; messages wait, pending, until it is lifted."""
+
+    since: datetime
+    reason: str
+    config_fingerprint: str
+    """The delivery settings in force when it paused: different settings lift the pause."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,8 +323,17 @@ class Store:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic step: everything inside commits together or not at all."""
+    def transaction(self, *, redoable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One atomic step: everything inside commits together or not at all.
+
+        ``redoable``: a poll's bookkeeping, which the next poll would simply redo. It commits without waiting
+        for fsync (``synchronous=NORMAL``): a crash of the process loses nothing (WAL), a power cut may lose
+        the last such commits. That is safe because the WAL is ordered: any later ``FULL`` commit (an outbox
+        row, a mail marked sent) makes every earlier commit durable with it, so a lost poll was never
+        followed by anything that depended on it, and re-polling finds the same items new again. At 1,000
+        feeds an fsync per poll costs seconds of a blocked event loop per cycle (bench/README.md).
+        """
+        self._db.execute(f"PRAGMA synchronous={'NORMAL' if redoable else 'FULL'}")
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -316,7 +366,8 @@ class Store:
         """The stored state of a feed; a feed never polled gets a blank state (and a row)."""
         row = self._db.execute("SELECT * FROM feeds WHERE url = ?", (url,)).fetchone()
         if row is None:
-            self._db.execute("INSERT OR IGNORE INTO feeds (url, name) VALUES (?, ?)", (url, name))
+            with self.transaction(redoable=True) as db:
+                db.execute("INSERT OR IGNORE INTO feeds (url, name) VALUES (?, ?)", (url, name))
             return FeedState(url=url, name=name)
         return self._feed_from_row(row)
 
@@ -350,7 +401,7 @@ class Store:
 
     def record_poll(self, outcome: PollOutcome, now: datetime) -> int:
         """Commit a successful poll in one transaction; return how many items were new."""
-        with self.transaction() as db:
+        with self.transaction(redoable=True) as db:
             db.execute(
                 "UPDATE feeds SET etag = ?, last_modified = ?, body_hash = COALESCE(?, body_hash),"
                 " first_success_at = COALESCE(first_success_at, ?), last_success_at = ?,"
@@ -417,7 +468,7 @@ class Store:
         return inserted
 
     def record_not_modified(self, url: str, now: datetime, next_poll_at: datetime | None) -> None:
-        with self.transaction() as db:
+        with self.transaction(redoable=True) as db:
             db.execute(
                 "UPDATE feeds SET last_success_at = ?, consecutive_failures = 0, next_poll_at = ?"
                 " WHERE url = ?",
@@ -427,7 +478,7 @@ class Store:
     def record_failure(
         self, url: str, error_class: str, message: str, now: datetime, next_poll_at: datetime | None
     ) -> None:
-        with self.transaction() as db:
+        with self.transaction(redoable=True) as db:
             db.execute(
                 "UPDATE feeds SET last_error_at = ?, last_error_class = ?, last_error = ?,"
                 " consecutive_failures = consecutive_failures + 1, next_poll_at = ?,"
@@ -556,16 +607,65 @@ class Store:
             return []
         marks = ",".join("?" * len(topics))
         rows = self._db.execute(
-            "SELECT i.key, i.feed_url, i.story_key, i.title, i.summary_text, i.summary_html, i.link,"  # noqa: S608 - only "?" marks are interpolated
-            " i.published, i.first_seen, m.topic_id, m.terms, m.spans, m.score, f.name"
-            " FROM matches m JOIN items i ON i.key = m.item_key LEFT JOIN feeds f ON f.url = i.feed_url"
+            f"SELECT {_MATCHED_COLUMNS} {_MATCHED_FROM}"  # noqa: S608 - constants and "?" marks only
             f" WHERE m.topic_id IN ({marks}) AND m.matched_at >= ?"
             " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.subscriber = ? AND d.topic_id = m.topic_id"
-            "   AND (d.item_key = m.item_key OR d.story_key = i.story_key))"
+            "   AND d.kind = 'digest' AND (d.item_key = m.item_key OR d.story_key = i.story_key))"
             " ORDER BY i.first_seen, i.key",
             (*topics, _iso(since), email),
         ).fetchall()
         return [_matched_from_row(row) for row in rows]
+
+    def pending_alerts(
+        self, email: str, topics: Sequence[str], since: datetime
+    ) -> list[tuple[MatchedItem, datetime]]:
+        """Matches of (priority) ``topics`` that reached ``email`` neither in an alert nor in a digest, with
+        the time each was matched, oldest first."""
+        if not topics:
+            return []
+        marks = ",".join("?" * len(topics))
+        rows = self._db.execute(
+            f"SELECT {_MATCHED_COLUMNS}, m.matched_at {_MATCHED_FROM}"  # noqa: S608 - constants and "?" marks only
+            f" WHERE m.topic_id IN ({marks}) AND m.matched_at >= ?"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.subscriber = ? AND d.topic_id = m.topic_id"
+            "   AND (d.item_key = m.item_key OR d.story_key = i.story_key))"
+            " ORDER BY m.matched_at, i.key",
+            (*topics, _iso(since), email),
+        ).fetchall()
+        return [(_matched_from_row(row[:14]), datetime.fromisoformat(str(row[14]))) for row in rows]
+
+    def alerted(self, email: str, matched: Sequence[MatchedItem]) -> set[tuple[str, str]]:
+        """(item key, topic) of those ``matched`` whose story already went to ``email`` in an alert."""
+        found: set[tuple[str, str]] = set()
+        for mi in matched:
+            row = self._db.execute(
+                "SELECT 1 FROM deliveries WHERE subscriber = ? AND topic_id = ? AND kind = 'alert'"
+                " AND (item_key = ? OR story_key = ?) LIMIT 1",
+                (email, mi.match.topic_id, mi.item.key, mi.item.story_key),
+            ).fetchone()
+            if row is not None:
+                found.add((mi.item.key, mi.match.topic_id))
+        return found
+
+    def matches_since(self, topics: Sequence[str], since: datetime) -> list[MatchedItem]:
+        """Every stored match of ``topics`` made at or after ``since``, delivered or not (``alertd preview
+        --since``), oldest first."""
+        if not topics:
+            return []
+        marks = ",".join("?" * len(topics))
+        rows = self._db.execute(
+            f"SELECT {_MATCHED_COLUMNS} {_MATCHED_FROM}"
+            f" WHERE m.topic_id IN ({marks}) AND m.matched_at >= ? ORDER BY i.first_seen, i.key",
+            (*topics, _iso(since)),
+        ).fetchall()
+        return [_matched_from_row(row) for row in rows]
+
+    def subscriber_since(self, email: str) -> tuple[datetime, datetime] | None:
+        """(since, last_digest_at) of a known subscriber, None for an unknown one; never writes."""
+        row = self._db.execute(
+            "SELECT since, last_digest_at FROM subscribers WHERE email = ?", (email,)
+        ).fetchone()
+        return None if row is None else (datetime.fromisoformat(row[0]), datetime.fromisoformat(row[1]))
 
     def add_matches(self, matches: Sequence[tuple[str, Match]], now: datetime) -> int:
         """Record matches found outside a poll (``replay --deliver``); existing (item, topic) pairs are kept."""
@@ -585,25 +685,31 @@ class Store:
         message: bytes,
         included: Sequence[MatchedItem],
         now: datetime,
+        *,
+        kind: str = "digest",
     ) -> int | None:
-        """Store a rendered digest and mark its matches delivered, in one transaction.
+        """Store a rendered digest (or ``kind="alert"``) and mark its matches delivered, in one transaction.
 
         Returns the outbox id, or None when a message with this Message-ID is already queued (a retried
-        build after a crash produces the same id and must not queue twice).
+        build after a crash produces the same id and must not queue twice). Only a digest moves the
+        subscriber's schedule on (``last_digest_at``); an alert leaves it alone.
         """
+        if kind not in ("digest", "alert"):
+            raise ValueError(f"unknown message kind {kind!r}")
         with self.transaction() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO outbox (message_id, subscriber, created_at, next_attempt_at, message)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (message_id, email, _iso(now), _iso(now), message),
+                "INSERT OR IGNORE INTO outbox (message_id, subscriber, created_at, next_attempt_at, message, kind)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (message_id, email, _iso(now), _iso(now), message, kind),
             )
             outbox_id = cursor.lastrowid if cursor.rowcount else None
             db.executemany(
-                "INSERT OR IGNORE INTO deliveries (subscriber, item_key, topic_id, story_key, outbox_id)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(email, m.item.key, m.match.topic_id, m.item.story_key, outbox_id) for m in included],
+                "INSERT OR IGNORE INTO deliveries (subscriber, item_key, topic_id, story_key, outbox_id, kind)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(email, m.item.key, m.match.topic_id, m.item.story_key, outbox_id, kind) for m in included],
             )
-            db.execute("UPDATE subscribers SET last_digest_at = ? WHERE email = ?", (_iso(now), email))
+            if kind == "digest":
+                db.execute("UPDATE subscribers SET last_digest_at = ? WHERE email = ?", (_iso(now), email))
         return outbox_id
 
     def last_digest_at(self, email: str) -> datetime | None:
@@ -635,12 +741,14 @@ class Store:
         ).fetchall()
         return [_outbox_from_row(row) for row in rows]
 
-    def mark_sent(self, outbox_id: int, now: datetime) -> None:
+    def mark_sent(self, outbox_id: int, now: datetime, note: str | None = None) -> None:
+        """Accepted by the server or written to the mailbox; ``note`` keeps what went wrong on the way
+        (recipients the server refused while accepting others)."""
         with self.transaction() as db:
             db.execute(
-                "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL"
+                "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = ?"
                 " WHERE id = ?",
-                (_iso(now), outbox_id),
+                (_iso(now), note[:500] if note else None, outbox_id),
             )
 
     def last_sent_at(self) -> datetime | None:
@@ -662,11 +770,55 @@ class Store:
             )
 
     def requeue(self, outbox_id: int, now: datetime) -> bool:
-        """Put a failed message back in the queue (``alertd outbox retry``)."""
+        """Put a failed message back in the queue (``alertd outbox retry``), due now.
+
+        Its retry lifetime starts again (``created_at`` becomes now), or the first 4xx would fail it for good.
+        """
         with self.transaction() as db:
             cursor = db.execute(
-                "UPDATE outbox SET status = 'pending', next_attempt_at = ? WHERE id = ? AND status != 'sent'",
-                (_iso(now), outbox_id),
+                "UPDATE outbox SET status = 'pending', next_attempt_at = ?, created_at = ?, attempts = 0"
+                " WHERE id = ? AND status != 'sent'",
+                (_iso(now), _iso(now), outbox_id),
+            )
+        return cursor.rowcount == 1
+
+    def mark_attempted(self, outbox_id: int, error: str) -> None:
+        """An attempt that says nothing about the message (the delivery setup is wrong): note it, keep it due."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (error[:500], outbox_id),
+            )
+
+    # --- delivery pause ---------------------------------------------------------------------------------------
+
+    def pause_delivery(self, reason: str, config_fingerprint: str, now: datetime) -> None:
+        """Stop SMTP delivery until :meth:`resume_delivery` (the server refused our credentials, 535)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE daemon SET delivery_paused_at = ?, delivery_paused_reason = ?, delivery_paused_config = ?"
+                " WHERE id = 1",
+                (_iso(now), reason[:500], config_fingerprint),
+            )
+
+    def delivery_pause(self) -> DeliveryPause | None:
+        """The current delivery pause, or None (also on a database not yet migrated, opened read-only)."""
+        try:
+            row = self._db.execute(
+                "SELECT delivery_paused_at, delivery_paused_reason, delivery_paused_config FROM daemon WHERE id = 1"
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        if row is None or row[0] is None:
+            return None
+        return DeliveryPause(datetime.fromisoformat(row[0]), str(row[1] or ""), str(row[2] or ""))
+
+    def resume_delivery(self) -> bool:
+        """Lift a delivery pause; True if there was one."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE daemon SET delivery_paused_at = NULL, delivery_paused_reason = NULL,"
+                " delivery_paused_config = NULL WHERE id = 1 AND delivery_paused_at IS NOT NULL"
             )
         return cursor.rowcount == 1
 

@@ -107,7 +107,9 @@ def synthetic_watchlist(items: Sequence[Item], rng: random.Random) -> tuple[str,
     counts: Counter[str] = Counter()
     for title, summary, _feed, _link in items[:5000]:
         counts.update(w for w in re.findall(r"[^\W\d_]{4,}", f"{title} {summary}".lower()))
-    vocabulary = [w for w, _ in counts.most_common(20000)[200:]]  # skip the commonest words
+    common = [w for w, _ in counts.most_common(20000)]
+    # Skip the commonest words, unless the vocabulary is the small built-in one (no corpus beside the repo).
+    vocabulary = common[200:] if len(common) > 1000 else common
     topics: list[list[str]] = []
     lines: list[str] = []
     for number in range(500):

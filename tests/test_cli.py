@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.processes import alertd
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "alertd.toml"
@@ -26,19 +25,6 @@ any = ["exportations", "cognac"]
 """
 
 
-def alertd(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "alertd", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        env={k: v for k, v in os.environ.items() if k != "ALERTD_CONFIG"},
-        check=False,
-    )
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     (tmp_path / "watchlist.toml").write_text(WATCHLIST, encoding="utf-8")
@@ -49,7 +35,11 @@ def config(tmp_path: Path) -> Path:
 
 def test_match_writes_one_json_line_per_input_line_in_order(config: Path) -> None:
     lines = [
-        {"id": "a", "title": "Alibaba ouvre un bureau en France", "summary": "<p>Pour aider les <b>exportations</b>.</p>"},
+        {
+            "id": "a",
+            "title": "Alibaba ouvre un bureau en France",
+            "summary": "<p>Pour aider les <b>exportations</b>.</p>",
+        },
         {"id": "b", "title": "Le prix de l'essence baisse", "summary": None, "link": None, "feed": None},
         {"id": 3, "title": "Temu"},
         {"id": "d"},
@@ -69,7 +59,9 @@ def test_match_writes_one_json_line_per_input_line_in_order(config: Path) -> Non
 
 def test_match_reads_a_file_too(config: Path, tmp_path: Path) -> None:
     source = tmp_path / "items.jsonl"
-    source.write_text(json.dumps({"id": "x", "title": "Les exportations de cognac reculent"}) + "\n", encoding="utf-8")
+    source.write_text(
+        json.dumps({"id": "x", "title": "Les exportations de cognac reculent"}) + "\n", encoding="utf-8"
+    )
     result = alertd("match", "-c", str(config), "--input", str(source))
     assert 0 == result.returncode
     assert ["french-exports"] == [t["id"] for t in json.loads(result.stdout)["topics"]]
@@ -138,7 +130,9 @@ def test_replay_and_replay_deliver(tmp_path: Path, config: Path) -> None:
     assert "french-exports: 1" in result.stdout
     assert 2 == alertd("replay", "-c", str(config), "--topic", "nope").returncode
 
-    config.write_text('[[subscriber]]\nemail = "reader@example.org"\nschedule = "immediate"\n', encoding="utf-8")
+    config.write_text(
+        '[[subscriber]]\nemail = "reader@example.org"\nschedule = "immediate"\n', encoding="utf-8"
+    )
     delivered = alertd("replay", "-c", str(config), "--since", "1d", "--deliver")
     assert "1 new matches queued" in delivered.stdout
     flushed = alertd("flush", "-c", str(config))

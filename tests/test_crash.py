@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 import random
 import sqlite3
 import subprocess
@@ -19,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from alertd.failpoint import POINTS
 from tests.feedserver import FeedServer, make_rss
+from tests.processes import alertd, environment
 
 WATCHLIST = '[[topic]]\nid = "cn"\nname = "E-commerce chinois"\nany = ["Alibaba", "Temu", "Shein"]\n'
 BRANDS = ("Alibaba", "Temu", "Shein")
@@ -72,17 +73,8 @@ def write_config(tmp_path: Path, feed_url: str, smtp_port: int) -> Path:
 
 
 def run_once(config: Path, failpoint: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ}
-    env.pop("ALERTD_FAILPOINT", None)
-    if failpoint:
-        env["ALERTD_FAILPOINT"] = failpoint
-    return subprocess.run(
-        [sys.executable, "-m", "alertd", "run", "--once", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
+    return alertd(
+        "run", "--once", "-c", str(config), env={"ALERTD_FAILPOINT": failpoint} if failpoint else None
     )
 
 
@@ -106,19 +98,7 @@ def assert_intact(tmp_path: Path) -> None:
     db.close()
 
 
-@pytest.mark.parametrize(
-    "point",
-    [
-        "mid_migration",
-        "after_fetch_before_commit",
-        "after_poll_commit",
-        "before_outbox_commit",
-        "after_outbox_commit",
-        "before_delivery",
-        "after_delivery_before_mark_sent",
-        "after_mark_sent",
-    ],
-)
+@pytest.mark.parametrize("point", [p for p in POINTS if p != "stall_loop"])
 def test_sigkill_at_each_fail_point_loses_nothing_and_repeats_at_most_once(
     tmp_path: Path,
     feed_server: FeedServer,
@@ -159,12 +139,11 @@ def test_random_kills_lose_nothing_and_repeat_at_most_once_per_kill(
     for _ in range(30):
         count += 2
         feed_server.route("/feed.xml", make_rss([story(n) for n in range(count)]))
-        env = {k: v for k, v in os.environ.items() if k != "ALERTD_FAILPOINT"}
         process = subprocess.Popen(
             [sys.executable, "-m", "alertd", "run", "--once", "-c", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env=env,
+            env=environment(),
         )
         deadline = time.monotonic() + rng.uniform(0.0, 2.0)
         while time.monotonic() < deadline and process.poll() is None:

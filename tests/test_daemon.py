@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests.feedserver import FeedServer, make_rss
+from tests.processes import alertd, spawn_daemon, wait_for
 from tests.smtpserver import SmtpServer
 
 WATCHLIST = """
@@ -24,16 +22,7 @@ any = ["Alibaba", "Temu"]
 """
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def start_daemon(tmp_path: Path, feed_url: str) -> tuple[subprocess.Popen[str], Path]:
+def start_daemon(tmp_path: Path, feed_url: str) -> tuple[subprocess.Popen[bytes], Path]:
     (tmp_path / "watchlist.toml").write_text(WATCHLIST, encoding="utf-8")
     config = tmp_path / "alertd.toml"
     config.write_text(
@@ -53,15 +42,7 @@ def start_daemon(tmp_path: Path, feed_url: str) -> tuple[subprocess.Popen[str], 
         encoding="utf-8",
     )
     log = tmp_path / "daemon.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "alertd", "run", "-c", str(config)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    return process, log
+    return spawn_daemon(config, log), log
 
 
 def test_daemon_delivers_then_stops_cleanly_on_sigterm(tmp_path: Path, feed_server: FeedServer) -> None:
@@ -126,12 +107,7 @@ def test_metrics_are_served_when_configured(tmp_path: Path, feed_server: FeedSer
     process.wait(timeout=30)
     config = tmp_path / "alertd.toml"
     config.write_text(config.read_text() + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n', encoding="utf-8")
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "alertd", "run", "-c", str(config)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    process = spawn_daemon(config, log)
     try:
 
         def scraped() -> str:
@@ -185,12 +161,7 @@ def test_sigterm_mid_delivery_finishes_the_delivery_then_exits_0(
         encoding="utf-8",
     )
     shutil.rmtree(tmp_path / "var", ignore_errors=True)
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "alertd", "run", "-c", str(config)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    process = spawn_daemon(config, log)
     try:
         assert wait_for(lambda: smtp_server.saw("DATA")), log.read_text()
         started = time.monotonic()
@@ -232,12 +203,7 @@ def test_status_reports_a_running_then_stopped_daemon(tmp_path: Path, feed_serve
     config = tmp_path / "alertd.toml"
 
     def status() -> dict[str, Any]:
-        result = subprocess.run(
-            [sys.executable, "-m", "alertd", "status", "--json", "-c", str(config)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        result = alertd("status", "--json", "-c", str(config))
         return dict(json.loads(result.stdout)) if result.stdout.startswith("{") else {}
 
     try:
@@ -257,11 +223,6 @@ def test_status_reports_a_running_then_stopped_daemon(tmp_path: Path, feed_serve
         process.kill()
     stopped = status()
     assert stopped["running"] is False and stopped["pid"] is None
-    text = subprocess.run(
-        [sys.executable, "-m", "alertd", "status", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    text = alertd("status", "-c", str(config)).stdout
     assert "daemon:      not running" in text
     assert "LAST RELOAD FAILED" in text

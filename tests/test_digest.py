@@ -61,6 +61,7 @@ def digest_of(matched: list[MatchedItem], **kwargs: object) -> Digest:
         "timezone": "Europe/Paris",
         "config_path": "/etc/alertd/alertd.toml",
         "watchlist_path": "/etc/alertd/watchlist.toml",
+        "language": "en",  # the render tests read English; French has its own tests
     }
     arguments.update(kwargs)
     return build_digest(**arguments)  # type: ignore[arg-type]

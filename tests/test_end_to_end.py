@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -20,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.feedserver import FeedServer, make_rss
+from tests.processes import alertd
 
 NOW = datetime.now(timezone.utc)
 
@@ -91,17 +89,6 @@ def write_config(tmp_path: Path, feed_url: str, *, delivery: str, first_poll: st
         encoding="utf-8",
     )
     return config
-
-
-def alertd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "alertd", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
 
 
 def maildir_messages(maildir: Path) -> list[EmailMessage]:

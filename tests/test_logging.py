@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 from tests.feedserver import FeedServer, make_rss
+from tests.processes import alertd
 from tests.smtpserver import SmtpServer
 
 PASSWORD = "correct-horse-battery-staple-9431"
@@ -47,14 +46,7 @@ def config_with_smtp(tmp_path: Path, feed_url: str, port: int) -> Path:
 
 
 def run(config: Path, *extra: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "alertd", "run", "--once", "-c", str(config), "--log-level", "debug", *extra],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**{k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}, **env},
-        check=False,
-    )
+    return alertd("run", "--once", "-c", str(config), "--log-level", "debug", *extra, env=env)
 
 
 def test_the_smtp_password_never_appears_in_logs_even_when_auth_fails(

@@ -9,8 +9,10 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from alertd.conditions import AllOf, AnyOf, AnyTerm, Hits, Leaf, Near, Node, Not, compile_predicate, evaluate
 from alertd.match import format_explanation, match_item
-from alertd.normalise import normalise
+from alertd.normalise import Tokens, normalise
+from alertd.termindex import Hit
 from alertd.tomlsource import loads
 from alertd.watchlist import Watchlist, compile_watchlist, load_watchlist
 
@@ -277,6 +279,53 @@ def test_reloading_a_changed_watchlist_changes_results(tmp_path: Path) -> None:
     assert fires(load_watchlist(path), "Shein grandit") is True
 
 
+# --- compiled predicates: closures equivalent to the tree they come from --------------------------------
+
+_TERM_IDS = st.integers(min_value=0, max_value=5)
+_TERM_SETS = st.frozensets(_TERM_IDS, max_size=3)
+
+
+def _node_trees() -> st.SearchStrategy[Node]:
+    leaves: st.SearchStrategy[Node] = st.one_of(
+        st.builds(Leaf, _TERM_IDS),
+        st.builds(AnyTerm, _TERM_SETS),
+        st.builds(Near, _TERM_SETS, _TERM_SETS, st.integers(min_value=0, max_value=3)),
+    )
+
+    def branches(children: st.SearchStrategy[Node]) -> st.SearchStrategy[Node]:
+        groups = st.lists(children, max_size=4).map(tuple)
+        return st.one_of(st.builds(AllOf, groups), st.builds(AnyOf, groups), st.builds(Not, children))
+
+    return st.recursive(leaves, branches, max_leaves=12)
+
+
+_TOKENS = Tokens("", ())
+_HITS = st.dictionaries(
+    _TERM_IDS,
+    st.lists(
+        st.builds(
+            lambda field, first, length: Hit(field, first, first + length, _TOKENS),
+            st.sampled_from(["title", "summary"]),
+            st.integers(min_value=0, max_value=8),
+            st.integers(min_value=1, max_value=2),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
+
+
+@given(_node_trees(), _HITS)
+def test_compiled_predicate_agrees_with_the_tree(node: Node, hits: Hits) -> None:
+    assert compile_predicate(node)(hits) is evaluate(node, hits)
+
+
+def test_compiled_predicates_use_no_generated_source() -> None:
+    source = (ROOT / "alertd" / "conditions.py").read_text(encoding="utf-8")
+    assert "eval(" not in source.replace("evaluate(", "")
+    assert "exec(" not in source
+
+
 # --- quality on the labelled dev set (needs ../shared) ---------------------------------------------------
 
 
@@ -301,5 +350,8 @@ def test_default_watchlist_quality_on_the_dev_set() -> None:
                     counts[topic][0 if truth and guess else 1 if guess else 2] += 1
     for topic, (tp, fp, fn) in counts.items():
         precision, recall = tp / (tp + fp), tp / (tp + fn)
-        assert precision >= 0.9, (topic, precision)
-        assert recall >= (0.9 if topic == "chinese-ecommerce" else 0.8), (topic, recall)
+        # The figures of docs/watchlist.md (887 items: chinese-ecommerce P 0.979 R 0.979, french-exports
+        # P 0.947 R 0.922) rounded down: one more miss or false alarm on either topic fails.
+        floors = {"chinese-ecommerce": (0.97, 0.97), "french-exports": (0.94, 0.92)}
+        assert precision >= floors[topic][0], (topic, precision)
+        assert recall >= floors[topic][1], (topic, recall)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.message
 import email.policy
@@ -155,9 +156,10 @@ def html_part(message: EmailMessage) -> str:
 # --- the text part -----------------------------------------------------------------------------
 
 
-def test_text_part_matches_golden_file(env: jinja2.Environment) -> None:
-    text = text_part(render_digest(fixture_digest(), env))
-    golden = GOLDEN / "digest.txt"
+@pytest.mark.parametrize(("language", "name"), [("en", "digest.txt"), ("fr", "digest.fr.txt")])
+def test_text_part_matches_golden_file(env: jinja2.Environment, language: str, name: str) -> None:
+    text = text_part(render_digest(dataclasses.replace(fixture_digest(), language=language), env))
+    golden = GOLDEN / name
     if os.environ.get("ALERTD_UPDATE_GOLDEN") == "1":
         golden.write_text(text, encoding="utf-8")
 

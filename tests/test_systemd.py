@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import shutil
 import signal
 import socket
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.feedserver import FeedServer, make_rss
+from tests.processes import spawn_daemon
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "systemd" / "alertd.service"
@@ -149,15 +149,9 @@ def test_daemon_speaks_sd_notify(
         f'[[feed]]\nurl = "{feed_server.url("/feed.xml")}"\n[[subscriber]]\nemail = "a@example.org"\nschedule = "immediate"\n',
         encoding="utf-8",
     )
-    env = {**os.environ, "NOTIFY_SOCKET": notify_socket.getsockname(), "WATCHDOG_USEC": "2000000"}
+    env = {"NOTIFY_SOCKET": notify_socket.getsockname(), "WATCHDOG_USEC": "2000000"}
     log = tmp_path / "daemon.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "alertd", "run", "-c", str(config)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    process = spawn_daemon(config, log, env)
     seen: list[str] = []
     try:
         assert receive_until(notify_socket, "READY=1", seen), log.read_text()
@@ -185,19 +179,12 @@ def test_a_stalled_event_loop_stops_the_watchdog(tmp_path: Path, notify_socket: 
     config = tmp_path / "alertd.toml"
     config.write_text('[[subscriber]]\nemail = "a@example.org"\nschedule = "immediate"\n', encoding="utf-8")
     env = {
-        **os.environ,
         "NOTIFY_SOCKET": notify_socket.getsockname(),
         "WATCHDOG_USEC": "1000000",
         "ALERTD_FAILPOINT": "stall_loop",
     }
     log = tmp_path / "daemon.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "alertd", "run", "-c", str(config)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    process = spawn_daemon(config, log, env)
     pings: list[float] = []
     seen: list[str] = []
     try:
