@@ -487,7 +487,8 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
 
     def __init__(self, policy: FetchPolicy, ssl_context: ssl.SSLContext) -> None:
         super().__init__(verify=ssl_context, trust_env=False)
-        limits = httpx.Limits(max_connections=50, max_keepalive_connections=10, keepalive_expiry=30.0)
+        # Enough for [poll] concurrency up to 100 to keep its connections alive between polls (bench/README.md).
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
             max_connections=limits.max_connections,

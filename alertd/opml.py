@@ -24,7 +24,10 @@ from pathlib import Path
 from alertd.config import FeedConfig
 
 _BARE_AMPERSAND = re.compile(r"&(?!(?:[A-Za-z][A-Za-z0-9]*|#[0-9]+|#[xX][0-9A-Fa-f]+);)")
-_OUTLINE_TAG = re.compile(r"<outline\b([^>]*?)(/?)>|</outline\s*>", re.IGNORECASE | re.DOTALL)
+# Quoted attribute values may hold a raw ">" (HTML in a description): they are skipped whole.
+_OUTLINE_TAG = re.compile(
+    r"""<outline\b((?:[^>"']|"[^"]*"|'[^']*')*?)\s*(/?)>|</outline\s*>""", re.IGNORECASE | re.DOTALL
+)
 _ATTRIBUTE = re.compile(r"""([A-Za-z_:][-A-Za-z0-9_:.]*)\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.DOTALL)
 _HTTP_URL = re.compile(r"^https?://[^\s/]+", re.IGNORECASE)
 

@@ -252,22 +252,28 @@ def baseline_worker(port: int, feeds: int) -> None:
 
 def report(ours: dict[str, Figures], theirs: dict[str, Figures], feeds: int, baseline_feeds: int) -> bool:
     scale = feeds / baseline_feeds
-    print(f"\n{feeds} feeds; baseline measured on {baseline_feeds} feeds, its wall and CPU times extrapolated "
-          f"x{scale:g} (linear: it is sequential)\n")
+    print(
+        f"\n{feeds} feeds; baseline measured on {baseline_feeds} feeds, its wall and CPU times extrapolated "
+        f"x{scale:g} (linear: it is sequential)\n"
+    )
     print(f"{'cycle':7} {'':8} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>12} {'feeds/s':>9}   speed-up")
     ok = True
     for cycle in CYCLES:
         mine = ours[cycle]
         workers = mine.statuses.pop("worker_rss_mb", 0)
         rss = f"{mine.rss_mb:.0f}+{workers}w"
-        print(f"{cycle:7} {'alertd':8} {mine.wall:8.2f} {mine.cpu:8.2f} {rss:>12} {mine.rate:9.0f}   "
-              f"{json.dumps(mine.statuses)}")
+        print(
+            f"{cycle:7} {'alertd':8} {mine.wall:8.2f} {mine.cpu:8.2f} {rss:>12} {mine.rate:9.0f}   "
+            f"{json.dumps(mine.statuses)}"
+        )
         if cycle in theirs:
             base = theirs[cycle]
             wall, cpu = base.wall * scale, base.cpu * scale
             ratio = wall / mine.wall if mine.wall else float("inf")
-            print(f"{'':7} {'baseline':8} {wall:8.2f} {cpu:8.2f} {base.rss_mb:12.0f} {feeds / wall:9.0f}   "
-                  f"x{ratio:.1f} (alertd faster)")
+            print(
+                f"{'':7} {'baseline':8} {wall:8.2f} {cpu:8.2f} {base.rss_mb:12.0f} {feeds / wall:9.0f}   "
+                f"x{ratio:.1f} (alertd faster)"
+            )
             ok = ok and ratio >= 10
         target = TARGETS.get(cycle)
         if target is not None:
@@ -275,13 +281,17 @@ def report(ours: dict[str, Figures], theirs: dict[str, Figures], feeds: int, bas
             print(f"{'':7} target   wall <= {target:g} s: {'met' if mine.wall <= target else 'MISSED'}")
         worst = mine.rss_mb + workers * 2  # two parse workers
         ok = ok and worst <= RSS_TARGET_MB
-    print(f"\npeak RSS target <= {RSS_TARGET_MB:g} MB (process + parse workers): "
-          f"{'met' if ok or all(f.rss_mb <= RSS_TARGET_MB for f in ours.values()) else 'MISSED'}")
+    print(
+        f"\npeak RSS target <= {RSS_TARGET_MB:g} MB (process + parse workers): "
+        f"{'met' if ok or all(f.rss_mb <= RSS_TARGET_MB for f in ours.values()) else 'MISSED'}"
+    )
     return ok
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--feeds", type=int, default=1000)
     parser.add_argument("--items", type=int, default=50)
     parser.add_argument("--latency", type=float, default=100.0, help="farm latency per response, ms")
@@ -309,15 +319,31 @@ def main() -> int:
 def run(args: argparse.Namespace, concurrency: int) -> bool:
     baseline_feeds = min(args.baseline_feeds, args.feeds)
     per_baseline_cycle = baseline_feeds * (args.latency / 1000 + 0.03)
-    tick = args.tick or max(30.0, 12 + 2.5 * per_baseline_cycle) if not args.no_baseline else args.tick or 30.0
-    print(f"concurrency {concurrency}: farm {args.feeds} feeds x {args.items} items, {args.latency:g} ms latency, "
-          f"tick {tick:g} s", file=sys.stderr, flush=True)
-    with farm(args.feeds, args.items, args.latency, tick) as (port, started), tempfile.TemporaryDirectory() as tmp:
+    # One tick must hold alertd's steady and idle cycles and two baseline cycles (the gen must not change).
+    alertd_budget = 45.0 * args.feeds / 1000
+    tick = args.tick or (alertd_budget + (0 if args.no_baseline else 2.5 * per_baseline_cycle)) + 10
+    print(
+        f"concurrency {concurrency}: farm {args.feeds} feeds x {args.items} items, {args.latency:g} ms latency, "
+        f"tick {tick:g} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    with (
+        farm(args.feeds, args.items, args.latency, tick) as (port, started),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         config = write_config(Path(tmp), port, args.feeds, concurrency)
         baseline = None
         if not args.no_baseline:
             baseline = subprocess.Popen(
-                [sys.executable, __file__, "--baseline-worker", str(port), "--baseline-feeds", str(baseline_feeds)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--baseline-worker",
+                    str(port),
+                    "--baseline-feeds",
+                    str(baseline_feeds),
+                ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,

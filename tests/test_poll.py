@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import itertools
 import random
 import textwrap
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -70,7 +71,9 @@ def feed(server: FeedServer, path: str, name: str = "BFM", interval: timedelta |
     return FeedConfig(url=server.url(path), name=name, interval=interval)
 
 
-def items(n: int, *, start: int = 0, scheme: str = "https", published: datetime | None = NOW) -> list[dict[str, Any]]:
+def items(
+    n: int, *, start: int = 0, scheme: str = "https", published: datetime | None = NOW
+) -> list[dict[str, Any]]:
     return [
         {
             "title": f"Alibaba et les marques françaises, épisode {i}",
@@ -149,7 +152,7 @@ async def test_server_errors_back_off_doubling_never_disable_and_recover(
         due = state_of(rt, target).next_poll_at
         delays.append((due - now).total_seconds())
         now = due
-    for before, after in zip(delays, delays[1:], strict=False):
+    for before, after in itertools.pairwise(delays):
         assert 2 * 0.9 / 1.1 <= after / before <= 2 * 1.1 / 0.9
     assert delays[0] >= MIN.total_seconds()
     assert state_of(rt, target).consecutive_failures == 5
@@ -257,7 +260,9 @@ async def test_a_permanent_redirect_to_something_unparsable_never_counts(
 # --- no work twice --------------------------------------------------------------------------------------
 
 
-async def test_not_modified_and_identical_bodies_cost_no_parse(rt: pipeline.Runtime, feed_server: FeedServer) -> None:
+async def test_not_modified_and_identical_bodies_cost_no_parse(
+    rt: pipeline.Runtime, feed_server: FeedServer
+) -> None:
     counting = CountingParser(rt.parser)
     rt.parser = counting  # type: ignore[assignment]
     feed_server.route("/etag.xml", make_rss(items(3)), etag='"v1"')
@@ -296,7 +301,9 @@ async def test_items_without_guid_or_link_and_repeated_guids_are_not_new_twice(
     assert (second.new_items, second.matches) == (1, 1)
 
 
-async def test_guids_rotating_from_http_to_https_alert_nothing(rt: pipeline.Runtime, feed_server: FeedServer) -> None:
+async def test_guids_rotating_from_http_to_https_alert_nothing(
+    rt: pipeline.Runtime, feed_server: FeedServer
+) -> None:
     feed_server.route("/rot.xml", make_rss(items(40, scheme="http")))
     target = feed(feed_server, "/rot.xml")
     await poll(rt, target, NOW)
@@ -365,7 +372,10 @@ async def test_a_5000_item_feed_is_seeded_silently(rt: pipeline.Runtime, feed_se
         ({"Cache-Control": "max-age=60"}, None, MIN, MIN * 1.1),
         ({"Cache-Control": "no-cache"}, None, MIN, MIN * 1.1),
         (
-            {"Date": format_datetime(NOW, usegmt=True), "Expires": format_datetime(NOW + timedelta(hours=2), usegmt=True)},
+            {
+                "Date": format_datetime(NOW, usegmt=True),
+                "Expires": format_datetime(NOW + timedelta(hours=2), usegmt=True),
+            },
             None,
             timedelta(minutes=108),
             timedelta(minutes=132),
@@ -387,7 +397,9 @@ async def test_server_hints_stretch_the_interval_within_bounds(
     assert low <= state_of(rt, target).next_poll_at - NOW <= high
 
 
-async def test_a_ttl_is_remembered_for_polls_that_answer_304(rt: pipeline.Runtime, feed_server: FeedServer) -> None:
+async def test_a_ttl_is_remembered_for_polls_that_answer_304(
+    rt: pipeline.Runtime, feed_server: FeedServer
+) -> None:
     feed_server.route("/ttl.xml", make_rss(items(2), ttl=120), etag='"t"')
     target = feed(feed_server, "/ttl.xml")
     await poll(rt, target, NOW)
@@ -417,7 +429,9 @@ async def test_a_feed_posting_every_ten_minutes_is_polled_more_often_than_a_week
     weekly_next = state_of(rt, weekly).next_poll_at - (NOW + 4 * timedelta(days=7))
     assert busy_next < weekly_next
     assert MIN <= busy_next <= MIN * 1.1, "as often as the minimum interval allows"
-    assert timedelta(hours=21.6) <= weekly_next <= timedelta(hours=24 * 1.1), "as rarely as the maximum allows"
+    assert timedelta(hours=21.6) <= weekly_next <= timedelta(hours=24 * 1.1), (
+        "as rarely as the maximum allows"
+    )
 
 
 def test_observed_interval_counts_items_not_polls() -> None:
@@ -440,7 +454,9 @@ def test_jitter_never_goes_below_the_minimum_but_still_spreads() -> None:
 # --- one story, many feeds ------------------------------------------------------------------------------
 
 
-async def test_one_story_in_two_feeds_is_one_digest_entry_with_also_in(tmp_path: Path, feed_server: FeedServer) -> None:
+async def test_one_story_in_two_feeds_is_one_digest_entry_with_also_in(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
     story = items(1)
     feed_server.route("/eco.xml", make_rss(story, title="BFM Économie"))
     feed_server.route("/intl.xml", make_rss(story, title="BFM International"))
@@ -457,7 +473,10 @@ async def test_one_story_in_two_feeds_is_one_digest_entry_with_also_in(tmp_path:
             timezone = "Europe/Paris"
             """
         ),
-        feeds=[("BFM Économie", feed_server.url("/eco.xml")), ("BFM International", feed_server.url("/intl.xml"))],
+        feeds=[
+            ("BFM Économie", feed_server.url("/eco.xml")),
+            ("BFM International", feed_server.url("/intl.xml")),
+        ],
     )
     config = load_config(path)
     async with open_runtime(config, load_watchlist(config.watchlist), {}) as runtime:
