@@ -33,7 +33,7 @@ CONFIG_SEARCH_PATH = (
 @dataclass(frozen=True, slots=True)
 class PollConfig:
     interval: timedelta = timedelta(minutes=15)
-    concurrency: int = 16
+    concurrency: int = 64
     timeout: timedelta = timedelta(seconds=30)
     user_agent: str = DEFAULT_USER_AGENT
     first_poll: str = "seed"  # "seed" | "alert"
