@@ -65,6 +65,7 @@ def _build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--log-format", default="text", choices=["text", "json"], help="json: one JSON object per line"
     )
+
     def usage(_args: argparse.Namespace) -> int:
         parser.print_help()
         return EXIT_USAGE
@@ -98,7 +99,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(handler=cmd_replay)
 
-    status = commands.add_parser("status", parents=[common], help="what the daemon is doing (works when stopped)")
+    status = commands.add_parser(
+        "status", parents=[common], help="what the daemon is doing (works when stopped)"
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=cmd_status)
 
@@ -157,7 +160,11 @@ class _TextFormatter(logging.Formatter):
     """One line per event; multi-line messages (config errors) are indented under their first line."""
 
     def __init__(self, timestamps: bool) -> None:
-        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if timestamps else "%(levelname)s %(name)s: %(message)s"
+        fmt = (
+            "%(asctime)s %(levelname)s %(name)s: %(message)s"
+            if timestamps
+            else "%(levelname)s %(name)s: %(message)s"
+        )
         super().__init__(fmt, datefmt="%Y-%m-%dT%H:%M:%S%z")
 
     def format(self, record: logging.LogRecord) -> str:
@@ -238,7 +245,10 @@ def cmd_flush(args: argparse.Namespace) -> int:
             queued = pipeline.flush_digests(rt, _now(), force=True)
             attempts = await pipeline.drain_outbox(rt, _now())
             for attempt in attempts:
-                print(f"{attempt.subscriber}: {attempt.status}" + (f" ({attempt.error})" if attempt.error else ""))
+                print(
+                    f"{attempt.subscriber}: {attempt.status}"
+                    + (f" ({attempt.error})" if attempt.error else "")
+                )
             if not queued and not attempts:
                 print("nothing pending")
             return EXIT_OK if all(a.status == "sent" for a in attempts) else EXIT_FAILURE
@@ -257,9 +267,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         "smtp": f"{delivery.smtp.host}:{delivery.smtp.port} ({delivery.smtp.security})",
     }[delivery.method]
     print(f"config:      {config.path}")
-    print(f"watchlist:   {config.watchlist} ({len(watchlist.topics)} topics: {', '.join(t.id for t in watchlist.topics)})")
+    print(
+        f"watchlist:   {config.watchlist} ({len(watchlist.topics)} topics: {', '.join(t.id for t in watchlist.topics)})"
+    )
     print(f"state:       {config.state_path}")
-    print(f"feeds:       {len(config.feeds)} (every {schedule.format_duration(config.poll.interval)} by default)")
+    print(
+        f"feeds:       {len(config.feeds)} (every {schedule.format_duration(config.poll.interval)} by default)"
+    )
     print(f"subscribers: {len(config.subscribers)}")
     for sub in config.subscribers:
         topics = ", ".join(sub.topics) if sub.topics is not None else "all topics"
@@ -285,14 +299,22 @@ def cmd_match(args: argparse.Namespace) -> int:
             title = _text_field(record, "title")
             summary = html_to_text(_text_field(record, "summary"))
             matches = match_item(
-                watchlist, title, summary, feed_name=_text_field(record, "feed"), link=_text_field(record, "link")
+                watchlist,
+                title,
+                summary,
+                feed_name=_text_field(record, "feed"),
+                link=_text_field(record, "link"),
             )
             if args.explain:
                 print(f"# {record['id']}")
                 print(format_explanation(title, summary, matches, watchlist))
                 print()
             else:
-                print(json.dumps({"id": record["id"], "topics": [_match_json(m) for m in matches]}, ensure_ascii=False))
+                print(
+                    json.dumps(
+                        {"id": record["id"], "topics": [_match_json(m) for m in matches]}, ensure_ascii=False
+                    )
+                )
     return EXIT_OK
 
 
@@ -345,7 +367,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             total += 1
             matches = [
                 m
-                for m in match_item(watchlist, item.title, item.summary_text, feed_name=item.feed_name, link=item.link or "")
+                for m in match_item(
+                    watchlist, item.title, item.summary_text, feed_name=item.feed_name, link=item.link or ""
+                )
                 if not args.topic or m.topic_id == args.topic
             ]
             found.extend((item.key, m) for m in matches)
@@ -359,7 +383,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{topic}: {n}" for topic, n in counts.items()) or "no matches"
     print(f"\n{total} stored items since {args.since} ago; {summary}")
     if args.deliver:
-        print(f"{added} new matches queued for the subscribers' next digests (already delivered ones are skipped)")
+        print(
+            f"{added} new matches queued for the subscribers' next digests (already delivered ones are skipped)"
+        )
     return EXIT_OK
 
 

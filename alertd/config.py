@@ -250,6 +250,8 @@ _TOP = {
     "templates_dir": Option(_path),
     "feeds_file": Option(_path, Path("feeds.toml")),
 }
+
+
 def _retention(value: Any) -> timedelta:
     delta = _duration(value)
     if delta < timedelta(days=90):

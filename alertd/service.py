@@ -161,7 +161,10 @@ class Daemon:
                 config.delivery.method,
             )
             while not self.stopping.is_set():
-                waiters = [asyncio.create_task(self.stopping.wait()), asyncio.create_task(self.reload_requested.wait())]
+                waiters = [
+                    asyncio.create_task(self.stopping.wait()),
+                    asyncio.create_task(self.reload_requested.wait()),
+                ]
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters:
                     waiter.cancel()
@@ -378,7 +381,10 @@ class Daemon:
             if time.monotonic() - self.heartbeat <= max(interval / 2, HEARTBEAT_INTERVAL * 3):
                 self.notifier.watchdog()
             else:
-                log.error("scheduler heartbeat stalled for %.0f s: not petting the watchdog", time.monotonic() - self.heartbeat)
+                log.error(
+                    "scheduler heartbeat stalled for %.0f s: not petting the watchdog",
+                    time.monotonic() - self.heartbeat,
+                )
 
     async def _report_status(self) -> None:
         assert self.rt is not None
@@ -485,7 +491,9 @@ def _file_stamps(paths: Iterable[Path]) -> dict[Path, tuple[int, int] | None]:
     return stamps
 
 
-def describe_changes(old: Config, old_watchlist: Watchlist, new: Config, new_watchlist: Watchlist) -> list[str]:
+def describe_changes(
+    old: Config, old_watchlist: Watchlist, new: Config, new_watchlist: Watchlist
+) -> list[str]:
     """Human-readable lines naming the feeds, topics and subscribers added, removed or modified."""
     lines: list[str] = []
 

@@ -562,10 +562,14 @@ class Store:
         with self.transaction() as db:
             # A delivery record outlives its mail (it is what stops a story still in its feed from being
             # mailed again), but not its item: once prune() forgot the item, the record has nothing to guard.
-            deliveries = db.execute("DELETE FROM deliveries WHERE item_key NOT IN (SELECT key FROM items)").rowcount
+            deliveries = db.execute(
+                "DELETE FROM deliveries WHERE item_key NOT IN (SELECT key FROM items)"
+            ).rowcount
             old_mail = "SELECT id FROM outbox WHERE status = 'sent' AND sent_at < ?"
             db.execute(f"UPDATE deliveries SET outbox_id = NULL WHERE outbox_id IN ({old_mail})", (cutoff,))  # noqa: S608
-            outbox = db.execute("DELETE FROM outbox WHERE status = 'sent' AND sent_at < ?", (cutoff,)).rowcount
+            outbox = db.execute(
+                "DELETE FROM outbox WHERE status = 'sent' AND sent_at < ?", (cutoff,)
+            ).rowcount
             events = db.execute("DELETE FROM feed_events WHERE at < ?", (cutoff,)).rowcount
         self._db.execute("PRAGMA incremental_vacuum")
         return {"deliveries": deliveries, "outbox": outbox, "feed_events": events}
