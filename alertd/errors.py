@@ -66,6 +66,7 @@ class FetchError(AlertdError):
     def __init__(self, url: str, error_class: str, message: str) -> None:
         self.url = url
         self.error_class = error_class
+        self.detail = message
         super().__init__(f"{url}: {error_class}: {message}")
 
 

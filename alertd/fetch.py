@@ -419,7 +419,7 @@ class _CappedBody:
 def _classify(exc: BaseException, policy: FetchPolicy) -> tuple[str, str]:
     """A stable error class and a message for an exception raised while fetching."""
     if isinstance(exc, FetchError):
-        return exc.error_class, str(exc)
+        return exc.error_class, f"{exc.url}: {exc.detail}"  # the class travels separately
     if isinstance(exc, asyncio.TimeoutError | httpx.TimeoutException):
         return "timeout", f"no complete response within the deadline ({policy.deadline} s): {exc!r}"
     if _caused_by(exc, ssl.SSLError | ssl.CertificateError):

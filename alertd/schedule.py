@@ -69,11 +69,17 @@ def parse_duration(text: str) -> timedelta:
 
 
 def format_duration(delta: timedelta) -> str:
+    """``15m``, ``2h``, ``16m23s``: exact in the config's own units, at most two units when not round."""
     seconds = int(delta.total_seconds())
     for unit in ("w", "d", "h", "m"):
         size = _DURATION_UNITS[unit]
         if seconds % size == 0 and seconds >= size:
             return f"{seconds // size}{unit}"
+    for unit, smaller in (("d", "h"), ("h", "m"), ("m", "s")):
+        size = _DURATION_UNITS[unit]
+        if seconds >= size:
+            rest = (seconds % size) // _DURATION_UNITS[smaller]
+            return f"{seconds // size}{unit}{rest}{smaller}" if rest else f"{seconds // size}{unit}"
     return f"{seconds}s"
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from alertd.schedule import (
     backoff_delay,
+    format_duration,
     next_digest_time,
     parse_digest_schedule,
     parse_duration,
@@ -47,6 +48,14 @@ def test_bad_schedules_are_refused(text: str) -> None:
 )
 def test_durations(text: str, seconds: int) -> None:
     assert timedelta(seconds=seconds) == parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(900, "15m"), (86400, "1d"), (983, "16m23s"), (5400, "90m"), (90061, "1d1h"), (42, "42s")],
+)
+def test_durations_print_the_way_users_write_them(seconds: int, text: str) -> None:
+    assert text == format_duration(timedelta(seconds=seconds))
 
 
 @pytest.mark.parametrize("text", ["15", "m", "0m", "1.5h", "15 minutes", "-1m"])
