@@ -1,0 +1,285 @@
+"""fastparse.py: wherever the expat fast path accepts a document, it gives what feedparser's path gives.
+
+Equivalence (see alertd/fastparse.py): every ParsedFeed/Entry field equal, except ``summary_html``, compared
+through ``html_to_text`` (the only way anything downstream reads it).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from alertd import parse
+from alertd.fastparse import parse_fast
+from alertd.models import ParsedFeed
+from alertd.text import html_to_text
+from tests.feedserver import make_rss
+
+DATA = Path(__file__).parent / "data" / "feeds"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+URL = "https://www.bfmtv.com/rss/economie/"
+XML = {"Content-Type": "application/rss+xml; charset=utf-8"}
+
+
+def feedparser_path(body: bytes, headers: dict[str, str], url: str) -> ParsedFeed | str:
+    """parse.py's feedparser path alone (the fast path switched off)."""
+    original = vars(parse)["parse_fast"]
+    setattr(parse, "parse_fast", lambda *args: None)  # noqa: B010
+    try:
+        return parse.parse_in_worker(body, headers, url)
+    finally:
+        setattr(parse, "parse_fast", original)  # noqa: B010
+
+
+def fast_path(body: bytes, headers: dict[str, str], url: str) -> ParsedFeed | None:
+    lowered = parse._response_headers(headers, url)
+    return parse_fast(body, lowered, parse._base_uri(lowered))
+
+
+def comparable(feed: ParsedFeed) -> Any:
+    entries = [
+        (e.guid, e.link, e.title, html_to_text(e.summary_html), e.published, e.author) for e in feed.entries
+    ]
+    return (feed.title, feed.link, feed.ttl_minutes, feed.warning, entries)
+
+
+def check(body: bytes, headers: dict[str, str] = XML, url: str = URL) -> bool:
+    """Assert equivalence if the fast path accepts; True when it accepted."""
+    fast = fast_path(body, headers, url)
+    if fast is None:
+        return False
+    slow = feedparser_path(body, headers, url)
+    assert isinstance(slow, ParsedFeed), slow
+    assert comparable(fast) == comparable(slow)
+    # and parse_feed, the production entry point, gives the fast result
+    assert parse.parse_feed(body, headers, url) == fast
+    return True
+
+
+def shared_files() -> list[Path]:
+    folder = SHARED / "data" / "feeds"
+    return (
+        sorted(p for p in folder.glob("*") if p.suffix in (".xml", ".rss", ".atom"))
+        if folder.exists()
+        else []
+    )
+
+
+@pytest.mark.parametrize("path", sorted(DATA.iterdir()) + shared_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "content_type", ["application/rss+xml; charset=utf-8", "application/xml", "text/xml"]
+)
+def test_files_equal_when_accepted(path: Path, content_type: str) -> None:
+    check(path.read_bytes(), {"Content-Type": content_type})
+
+
+def bfm_chunks() -> Iterator[list[dict[str, Any]]]:
+    items_file = SHARED / "data" / "bfm" / "items.jsonl"
+    if not items_file.exists():
+        pytest.skip("no ../shared/data/bfm/items.jsonl")
+    lines = items_file.read_text(encoding="utf-8").splitlines()
+    items = []
+    for line in lines:
+        raw = json.loads(line)
+        items.append(
+            {
+                "title": raw.get("title"),
+                "link": raw.get("link"),
+                "guid": raw.get("id"),
+                "lede": raw.get("summary"),
+                "image": raw.get("image"),
+                "pub_date": raw.get("published"),
+            }
+        )
+    for start in range(0, len(items), 50):
+        yield items[start : start + 50]
+
+
+def test_bfm_items_equal_when_accepted() -> None:
+    accepted = total = 0
+    for chunk in bfm_chunks():
+        total += 1
+        accepted += check(make_rss(chunk, ttl=15))
+    assert total > 300
+    assert accepted > total // 2, (accepted, total)  # the fast path does serve most BFM-like documents
+
+
+def test_feedfarm_documents_equal_and_accepted() -> None:
+    farm = SHARED / "tools" / "feedfarm.py"
+    if not farm.exists():
+        pytest.skip("no ../shared/tools/feedfarm.py")
+    sys.path.insert(0, str(farm.parent))
+    try:
+        import feedfarm  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(farm.parent))
+    for i in range(40):
+        for gen in (0, 1, 7):
+            assert check(feedfarm.render(i, 50, gen), {"Content-Type": "application/rss+xml; charset=utf-8"})
+    check(feedfarm.INJECT, {"Content-Type": "application/rss+xml"})
+
+
+# --- refusals -----------------------------------------------------------------------------------------------------
+
+RSS_OK = make_rss([{"title": "t", "link": "https://x.test/1", "guid": "g1", "description": "<p>x</p>"}])
+
+
+def test_plain_document_is_accepted() -> None:
+    assert check(RSS_OK)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "billion_laughs.xml",
+        "xxe_file.xml",
+        "padded_doctype.xml",
+        "garbage.bin",
+        "html_page.html",
+        "latin1_declared_utf8.xml",
+        "atom_html_title.atom",
+    ],
+)
+def test_hostile_or_unusual_fixtures_are_refused(name: str) -> None:
+    assert fast_path((DATA / name).read_bytes(), XML, URL) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        RSS_OK.replace(b"<rss", b'<!DOCTYPE rss [<!ENTITY a "b">]><rss'),
+        RSS_OK.replace(b"<rss", b'<!DOCTYPE rss SYSTEM "file:///etc/passwd"><rss'),
+        RSS_OK.replace(b"<title>t</title>", b"<title>&a;</title>"),
+        RSS_OK.replace(b'encoding="UTF-8"', b'encoding="ISO-8859-1"'),
+        RSS_OK.replace(b"<title>t</title>", "<title>é</title>".encode("latin-1")),
+        RSS_OK.replace(b'version="2.0"', b'version="0.91"'),
+        RSS_OK[:-20],
+        b"\xef\xbb\xbf" + RSS_OK,
+        RSS_OK.replace(b"<rss", b'<?xml-stylesheet href="x"?><rss'),
+        RSS_OK.replace(b"<channel>", b'<channel xml:base="https://other.test/">'),
+        RSS_OK.replace(b"https://x.test/1", b"/relative"),
+        RSS_OK.replace(b"<title>t</title>", b"<title>&lt;b&gt;t&lt;/b&gt;</title>"),
+        b'<?xml version="1.0"?><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"'
+        b' xmlns="http://purl.org/rss/1.0/"><channel><title>x</title></channel></rdf:RDF>',
+        b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>x</title></feed>',
+    ],
+)
+def test_fast_path_refuses(body: bytes) -> None:
+    assert fast_path(body, XML, URL) is None
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/html", "text/plain", "application/rss+xml; charset=iso-8859-1", "text/xml", ""]
+)
+def test_fast_path_refuses_other_content_types(content_type: str) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    assert fast_path(RSS_OK, headers, URL) is None
+
+
+# --- generated documents ------------------------------------------------------------------------------------------
+
+TRICKY = st.sampled_from(
+    [
+        "&",
+        "&amp;",
+        "&amp;amp;",
+        "&lt;b&gt;",
+        "<b>",
+        "</b>",
+        "<p>",
+        "<br/>",
+        "<script>x</script>",
+        "<![CDATA[",
+        "]]>",
+        "&#233;",
+        "&eacute;",
+        "&nbsp;",
+        "\u00c3\u00a9",
+        "\x85",
+        "\u00a0",
+        "\u200b",
+        " ",
+        "\n",
+        "\t",
+        "'",
+        '"',
+        "é",
+        "Ω",
+        "<noscript>n</noscript>",
+        '<a href="/rel">a</a>',
+        "<img src=x>",
+    ]
+)
+TEXT = st.lists(
+    st.one_of(TRICKY, st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=8)), max_size=8
+).map("".join)
+DATES = st.sampled_from(
+    [
+        "Wed, 02 Sep 2020 10:48:05 GMT",
+        "2 Sep 2020 10:48:05 +0200",
+        "Wed, 02 Sep 2020 10:48:05 -0930",
+        "Wed, 02 Sep 2020 10:48 GMT",
+        "Wed, 31 Feb 2020 10:48:05 GMT",
+        "garbage",
+        "2020-09-02T10:48:05Z",
+    ]
+)
+ITEM = st.fixed_dictionaries(
+    {},
+    optional={
+        "title": TEXT,
+        "link": st.sampled_from(
+            [
+                "https://x.test/a",
+                "http://x.test/a?b=1&c=2",
+                "https://x.test/a#f",
+                " https://x.test/ ",
+                "https://x.test/a?x=&amp;",
+            ]
+        ),
+        "guid": st.one_of(TEXT, st.sampled_from(["https://x.test/g", "g-1"])),
+        "description": TEXT,
+        "pub_date": DATES,
+        "author": TEXT,
+    },
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(items=st.lists(ITEM, max_size=4), title=TEXT, cdata=st.booleans())
+def test_generated_rss_equal_when_accepted(items: list[dict[str, Any]], title: str, cdata: bool) -> None:
+    body = make_rss(items, title=title)
+    if cdata:
+        for item in items:
+            description = item.get("description")
+            if description and "]]>" not in description:
+                from xml.sax.saxutils import escape
+
+                body = body.replace(
+                    f"<description>{escape(description)}</description>".encode(),
+                    f"<description><![CDATA[{description}]]></description>".encode(),
+                )
+    check(body)
+
+
+def test_fallback_receives_bytes_io(monkeypatch: pytest.MonkeyPatch) -> None:
+    """F1: a refused document reaches feedparser as io.BytesIO."""
+    seen: list[object] = []
+    real = feedparser.parse
+
+    def spy(source: object, **kwargs: Any) -> Any:
+        seen.append(source)
+        return real(source, **kwargs)
+
+    monkeypatch.setattr(feedparser, "parse", spy)
+    parse.parse_feed((DATA / "atom_html_title.atom").read_bytes(), {}, URL)
+    assert len(seen) == 1 and isinstance(seen[0], io.BytesIO)
