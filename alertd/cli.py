@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,6 +24,8 @@ from alertd.match import format_explanation, match_item
 from alertd.models import Match
 from alertd.text import html_to_text
 from alertd.watchlist import Watchlist
+
+UTC = timezone.utc  # datetime.UTC is Python 3.11+
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
+
+UTC = timezone.utc  # datetime.UTC is Python 3.11+
 
 __all__ = ["QuietHours", "in_quiet_hours", "parse_quiet_hours", "release_time"]
 

@@ -20,7 +20,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ from alertd.parse import ParserPool
 from alertd.render import check_templates, load_templates
 from alertd.store import Store
 from alertd.watchlist import Watchlist, load_watchlist
+
+UTC = timezone.utc  # datetime.UTC is Python 3.11+
 
 log = logging.getLogger("alertd.service")
 

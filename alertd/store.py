@@ -17,13 +17,15 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from alertd.errors import StoreError
 from alertd.failpoint import failpoint
 from alertd.identify import item_link_key
 from alertd.models import Item, Match, MatchedItem, Span
+
+UTC = timezone.utc  # datetime.UTC is Python 3.11+
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: feeds and their HTTP state, seen items, matches, subscribers, the outbox and what each mail carried.
