@@ -54,12 +54,11 @@ JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
 
 
 def load_all(config_path: Path) -> tuple[Config, Watchlist]:
-    """Load the config and its watchlist, with every problem of both reported at once."""
+    """Load the config, its watchlist and templates; raise ``ConfigError`` with every problem of the first
+    file that has any (the config is read twice: first to find the watchlist, then to check subscribers'
+    topics against it)."""
     config = load_config(config_path)
-    try:
-        watchlist = load_watchlist(config.watchlist)
-    except ConfigError:
-        raise
+    watchlist = load_watchlist(config.watchlist)
     topics = frozenset(topic.id for topic in watchlist.topics)
     config = load_config(config_path, known_topics=topics)
     env = load_templates(config.templates_dir)
