@@ -16,10 +16,11 @@ reproduces what :func:`alertd.parse.parse_feed` gets from feedparser, and refuse
   e-mail regex is the ReDoS of RELIABILITY F11: such feeds keep going through the worker's time limit).
 
 Equivalence (tests/test_fastparse.py): every field equals feedparser's, except ``summary_html``: feedparser
-sanitises HTML with its own sanitiser, this path with nh3 (defaults). Downstream, ``summary_html`` is only ever
-read through :func:`alertd.text.html_to_text` (identify: ``summary_text`` and the content-hash identity; the
-store keeps it, nothing renders it), so the two are equal when ``html_to_text`` of both is equal — which is what
-the tests check on every accepted document.
+sanitises HTML with its own sanitiser, this path keeps the feed's HTML as it is (``Entry.summary_html`` is
+unsanitised by contract: nothing renders it; a renderer would go through :func:`alertd.render.sanitize_html`).
+Downstream, ``summary_html`` is only ever read through :func:`alertd.text.html_to_text` (identify:
+``summary_text`` and the content-hash identity; the store keeps it), so the two are equal when ``html_to_text``
+of both is equal — which is what the tests check on every accepted document.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
 from xml.parsers import expat
 
-import nh3
 from feedparser.html import _cp1252
 from feedparser.urls import make_safe_absolute_uri
 
@@ -40,6 +40,8 @@ from alertd.models import Entry, ParsedFeed
 from alertd.text import html_to_text
 
 _SPACE = re.compile(r"\s+")
+_C1_CONTROLS = re.compile("[\x80-\x9f]")
+"""The characters feedparser maps through its cp1252 table (translating every text is most of a parse)."""
 _MAX_TTL_MINUTES = 7 * 24 * 60
 MAX_AUTHOR = 256
 
@@ -196,7 +198,7 @@ def _pop_text(value: str) -> str:
     output = value.strip()
     with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
         output = output.encode("iso-8859-1").decode("utf-8")
-    return output.translate(_cp1252)
+    return output.translate(_cp1252) if _C1_CONTROLS.search(output) else output
 
 
 def _resolve(base: str, value: str) -> str:
@@ -215,10 +217,14 @@ class _Builder:
         self.channel: dict[str, str] = {}
         self.item: dict[str, tuple[str, dict[str, str]]] | None = None
         self.items: list[dict[str, tuple[str, dict[str, str]]]] = []
+        self.spans: list[tuple[int, int]] = []
         self.channels = 0
+        self.body = b""
+        self.parser: Any = None
 
     def run(self, body: bytes) -> ParsedFeed:
         parser = expat.ParserCreate("utf-8", namespace_separator=_SEP)
+        self.body, self.parser = body, parser
         parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         parser.StartDoctypeDeclHandler = self._refuse
         parser.EntityDeclHandler = self._refuse
@@ -238,6 +244,7 @@ class _Builder:
             entries=tuple(self._entry(item) for item in self.items),
             ttl_minutes=ttl_minutes(_pop_text(self.channel["ttl"])) if "ttl" in self.channel else None,
             warning=None,
+            item_spans=tuple(self.spans),
         )
 
     def _refuse(self, *args: Any) -> NoReturn:
@@ -257,6 +264,7 @@ class _Builder:
                 if attrs:
                     raise _Refused("item attributes")
                 self.item = {}
+                self.spans.append((self.parser.CurrentByteIndex, -1))
             elif name == _ATOM_NS + _SEP + "link":
                 if attrs.get("rel") != "self":
                     raise _Refused("atom:link other than rel=self")
@@ -292,6 +300,8 @@ class _Builder:
             assert self.item is not None
             self.items.append(self.item)
             self.item = None
+            start, _ = self.spans[-1]
+            self.spans[-1] = (start, self.body.index(b">", self.parser.CurrentByteIndex) + 1)
         elif depth == 2 and name in _CHANNEL_FIELDS:
             self.channel[name] = text
         elif depth == 3 and self.item is not None and name in _ITEM_FIELDS:
@@ -356,7 +366,7 @@ class _Builder:
             tag.lower() not in _SUMMARY_TAGS for tag in _TAG.findall(text)
         ):
             raise _Refused("summary with comments, declarations or stray '<'")
-        return str(nh3.clean(text))
+        return text
 
     def _published(self, item: dict[str, tuple[str, dict[str, str]]]) -> datetime | None:
         if "pubDate" not in item:

@@ -22,6 +22,7 @@ What one fetch enforces (RELIABILITY F2-F7):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import ipaddress
@@ -89,6 +90,8 @@ _FORBIDDEN_NETWORKS: tuple[IPNetwork, ...] = tuple(
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _PERMANENT_REDIRECT_STATUSES = frozenset({301, 308})
 _RATE_LIMIT_STATUSES = frozenset({429, 503})
+_DRAIN_LIMIT = 64 * 1024
+"""Largest non-feed body read to keep its connection alive (see :func:`_drain`)."""
 _ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 _ZLIB_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
@@ -209,6 +212,7 @@ async def _fetch(
                 location = response.headers.get("location")
                 if response.status_code not in _REDIRECT_STATUSES or not location:
                     return await _result_of(response, url, redirect_statuses, etag, last_modified, policy)
+                await _drain(response)
             finally:
                 await response.aclose()
             redirect_statuses.append(response.status_code)
@@ -332,6 +336,7 @@ async def _result_of(
     if 200 <= status < 300:
         body = await _read_capped(response, policy.max_body_bytes)
         return FetchResult(status=FetchStatus.OK, body=body, **common)
+    await _drain(response)
     if status == 304:
         return FetchResult(status=FetchStatus.NOT_MODIFIED, **common)
     if status == 410:
@@ -355,6 +360,24 @@ def _error_class_of_status(status: int) -> str:
     if 500 <= status < 600:
         return "http_5xx"
     return "protocol_error"
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read a small body that is not a feed (304, redirect, error page) to its end.
+
+    httpcore returns a connection to the pool only when the response was read to its end: closing a 304
+    unread would cost a new TCP (and TLS) connection on the feed's next poll. A body larger than
+    ``_DRAIN_LIMIT`` is not worth reading; the connection is then closed.
+    """
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > _DRAIN_LIMIT:
+        return
+    read = 0
+    with contextlib.suppress(httpx.HTTPError):
+        async for chunk in response.aiter_raw():
+            read += len(chunk)
+            if read > _DRAIN_LIMIT:
+                return
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:
@@ -482,17 +505,54 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+class _ShardedPool:
+    """Several small httpcore pools; each URL always goes to the same one.
+
+    httpcore 1.0's pool re-scans all its connections (and, for each idle one, all of them again) every time a
+    request starts or ends: with 64 polls in flight over ~100 kept-alive connections that is most of the CPU
+    of a poll (encode/httpcore#1035, open). Small shards keep each scan short while a feed still finds its own
+    kept-alive connection on its next poll (same URL, same shard). Two feeds of one host share a connection only
+    when they fall in the same shard; they seldom could anyway (a connection is kept 30 s, a feed is polled
+    every 15 minutes or more). The number of polls in flight is bounded by ``[poll] concurrency``, not here.
+    """
+
+    def __init__(self, shards: int, make: Callable[[], httpcore.AsyncConnectionPool]) -> None:
+        self._shards = tuple(make() for _ in range(shards))
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        url = request.url
+        shard = zlib.crc32(url.host + url.target) % len(self._shards)
+        return await self._shards[shard].handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for shard in self._shards:
+            await shard.aclose()
+
+    async def __aenter__(self) -> _ShardedPool:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
 class _GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport with its connection pool built on :class:`_GuardedBackend`."""
+    """httpx's transport with its connection pools built on :class:`_GuardedBackend`."""
+
+    SHARDS = 64
+    KEEPALIVE_PER_SHARD = 4
+    """Idle connections kept per shard (256 in all): a [poll] concurrency of 64 puts ~1 poll in each shard."""
 
     def __init__(self, policy: FetchPolicy, ssl_context: ssl.SSLContext) -> None:
         super().__init__(verify=ssl_context, trust_env=False)
-        # Enough for [poll] concurrency up to 100 to keep its connections alive between polls (bench/README.md).
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_GuardedBackend(policy),
-        )
+        backend = _GuardedBackend(policy)
+
+        def make() -> httpcore.AsyncConnectionPool:
+            return httpcore.AsyncConnectionPool(
+                ssl_context=ssl_context,
+                max_connections=None,  # [poll] concurrency bounds the requests in flight
+                max_keepalive_connections=self.KEEPALIVE_PER_SHARD,
+                keepalive_expiry=30.0,
+                network_backend=backend,
+            )
+
+        self._pool = _ShardedPool(self.SHARDS, make)  # type: ignore[assignment]

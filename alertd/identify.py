@@ -13,11 +13,13 @@ Everything here is pure: ``now`` is passed in.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import SplitResult, unquote_plus, urlsplit, urlunsplit
 
@@ -61,6 +63,7 @@ TRACKING_PREFIXES = ("utm_", "at_", "pk_", "mtm_", "oly_")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SPACE = re.compile(r"\s+")
+_WEB_SCHEME = re.compile(r"https?:", re.IGNORECASE)
 
 
 def canonical_url(url: str) -> str:
@@ -83,8 +86,13 @@ def canonical_url(url: str) -> str:
     return urlunsplit(SplitResult(scheme, netloc, path, _canonical_query(parts.query), "")).strip()
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def link_key(url: str) -> str:
-    """The canonical URL without its scheme, so http and https links to one article are equal."""
+    """The canonical URL without its scheme, so http and https links to one article are equal.
+
+    Cached: a feed's links come back at every poll that parses it, and canonicalising is the costly part of
+    identity (65,536 links, ~15 MB at most).
+    """
     canonical = canonical_url(url)
     scheme, separator, rest = canonical.partition("://")
     return rest if separator and scheme in _DEFAULT_PORTS else canonical
@@ -102,6 +110,63 @@ def _canonical_query(query: str) -> str:
     return "&".join(sorted(pairs))
 
 
+@dataclass(frozen=True, slots=True)
+class EntryKey:
+    """The identity of one entry, decided without extracting its text: computed for every entry of every
+    fetch (most of them already known), while :func:`make_items` runs only for the new ones."""
+
+    key: str
+    link: str | None
+    story_key: str
+
+    @property
+    def link_key(self) -> str | None:
+        """The secondary identity (see :func:`item_link_key`)."""
+        return self.story_key if self.link else None
+
+
+def entry_keys(entries: Sequence[Entry], feed_url: str) -> tuple[EntryKey, ...]:
+    """The key, web link and story key of each entry of one fetch (see the module docstring)."""
+    feed_prefix = _digest(feed_url)[:16]
+    links = [_web_link(entry.link) for entry in entries]
+    link_keys = [link_key(link) if link is not None else None for link in links]
+    identities = _identities(entries, link_keys)
+    return tuple(
+        EntryKey(
+            key=f"{feed_prefix}:{_digest(identity)[:40]}",
+            link=link,
+            story_key=key_of_link if key_of_link is not None else _title_story_key(entry),
+        )
+        for entry, identity, link, key_of_link in zip(entries, identities, links, link_keys, strict=True)
+    )
+
+
+def make_items(
+    entries: Sequence[Entry],
+    keys: Sequence[EntryKey],
+    feed_url: str,
+    feed_name: str,
+    feed_tags: frozenset[str],
+    now: datetime,
+) -> tuple[Item, ...]:
+    """Items of ``entries`` under the ``keys`` :func:`entry_keys` gave them: text extracted, dates clamped."""
+    return tuple(
+        Item(
+            key=key.key,
+            feed_url=feed_url,
+            feed_name=feed_name,
+            title=entry.title,
+            summary_text=html_to_text(entry.summary_html),
+            summary_html=entry.summary_html,
+            link=key.link,
+            story_key=key.story_key,
+            published=_clamped(entry.published, now),
+            feed_tags=feed_tags,
+        )
+        for entry, key in zip(entries, keys, strict=True)
+    )
+
+
 def identify(
     entries: Sequence[Entry],
     feed_url: str,
@@ -110,26 +175,7 @@ def identify(
     now: datetime,
 ) -> tuple[Item, ...]:
     """Turn one fetch's entries into items with stable keys (see the module docstring)."""
-    feed_prefix = _digest(feed_url)[:16]
-    links = [_web_link(entry.link) for entry in entries]
-    # Canonicalising a link is the costly part of identity: once per entry.
-    link_keys = [link_key(link) if link is not None else None for link in links]
-    identities = _identities(entries, link_keys)
-    return tuple(
-        Item(
-            key=f"{feed_prefix}:{_digest(identity)[:40]}",
-            feed_url=feed_url,
-            feed_name=feed_name,
-            title=entry.title,
-            summary_text=html_to_text(entry.summary_html),
-            summary_html=entry.summary_html,
-            link=link,
-            story_key=key_of_link if key_of_link is not None else _title_story_key(entry),
-            published=_clamped(entry.published, now),
-            feed_tags=feed_tags,
-        )
-        for entry, identity, link, key_of_link in zip(entries, identities, links, link_keys, strict=True)
-    )
+    return make_items(entries, entry_keys(entries, feed_url), feed_url, feed_name, feed_tags, now)
 
 
 def story_key(entry: Entry) -> str:
@@ -196,9 +242,16 @@ def _identity(entry: Entry, key_of_link: str | None, *, repeated: bool) -> str:
 
 def _web_link(link: str | None) -> str | None:
     """The link if it is an absolute http(s) URL; anything else (javascript:, relative...) is no link."""
-    if link and urlsplit(link.strip()).scheme.lower() in _DEFAULT_PORTS:
-        return link.strip()
-    return None
+    if not link:
+        return None
+    stripped = link.strip()
+    if _WEB_SCHEME.match(stripped):  # the usual case, without parsing the whole URL
+        return stripped
+    try:
+        scheme = urlsplit(stripped).scheme.lower()
+    except ValueError:  # "ftp://[bad": a broken URL is no link, not a failed poll
+        return None
+    return stripped if scheme in _DEFAULT_PORTS else None
 
 
 def _clamped(published: datetime | None, now: datetime) -> datetime | None:

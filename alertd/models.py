@@ -65,11 +65,17 @@ class ParsedFeed:
     entries: tuple[Entry, ...]
     ttl_minutes: int | None = None
     warning: str | None = None
+    item_spans: tuple[tuple[int, int], ...] | None = None
+    """Byte range of each entry's ``<item>`` element in the document, when the fast path parsed it (see
+    :mod:`alertd.incremental`); None from feedparser."""
 
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """An entry with its identity decided and its text extracted: what the store keeps, the matcher reads."""
+    """An entry with its identity decided and its text extracted: what the store keeps, the matcher reads.
+
+    ``summary_html`` is the feed's HTML, unsanitised (see :class:`Entry`); digests show ``summary_text``.
+    """
 
     key: str
     feed_url: str

@@ -24,7 +24,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
@@ -94,6 +94,20 @@ def _response_headers(headers: Headers, url: str) -> dict[str, str]:
     lowered = {str(name).lower(): str(value) for name, value in pairs}
     lowered["content-location"] = urljoin(url, lowered.get("content-location", ""))
     return lowered
+
+
+def base_uri(headers: Headers, url: str) -> str:
+    """The base URI relative links of a document fetched from ``url`` resolve against."""
+    return _base_uri(_response_headers(headers, url))
+
+
+def parse_fast_in_worker(body: bytes, headers: Headers, url: str) -> ParsedFeed | None:
+    """The worker entry point for the fast path alone: None when it refuses the document. Never raises."""
+    try:
+        response_headers = _response_headers(headers, url)
+        return parse_fast(body, response_headers, _base_uri(response_headers))
+    except Exception:  # the caller parses the whole document the usual way
+        return None
 
 
 def _base_uri(headers: Mapping[str, str]) -> str:
@@ -176,21 +190,39 @@ class ParserPool:
 
     async def parse(self, body: bytes, headers: Headers, url: str, *, time_limit: float = 10.0) -> ParsedFeed:
         """Parse in a worker; raise ParseError if not a feed, on timeout, or if the worker dies."""
-        header_pairs = tuple(
-            (str(k), str(v)) for k, v in (headers.items() if isinstance(headers, Mapping) else headers)
-        )
+        header_pairs = _pairs(headers)
         async with self._slots:
-            outcome = await self._run(body, header_pairs, url, time_limit)
+            outcome = await self._run(parse_in_worker, body, header_pairs, url, time_limit)
         if isinstance(outcome, str):
             raise ParseError(url, outcome)
+        assert outcome is not None
         return outcome
 
-    async def _run(self, body: bytes, headers: Headers, url: str, time_limit: float) -> ParsedFeed | str:
+    async def parse_fast(
+        self, body: bytes, headers: Headers, url: str, *, time_limit: float = 10.0
+    ) -> ParsedFeed | None:
+        """The fast path alone, in a worker: None when it refuses the document, or on any failure."""
+        header_pairs = _pairs(headers)
+        try:
+            async with self._slots:
+                outcome = await self._run(parse_fast_in_worker, body, header_pairs, url, time_limit)
+        except ParseError:
+            return None
+        return outcome if isinstance(outcome, ParsedFeed) else None
+
+    async def _run(
+        self,
+        function: Callable[[bytes, Headers, str], ParsedFeed | str | None],
+        body: bytes,
+        headers: Headers,
+        url: str,
+        time_limit: float,
+    ) -> ParsedFeed | str | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + time_limit
         for attempt in (1, 2):
             executor = self._executor
-            future: Future[ParsedFeed | str] = executor.submit(parse_in_worker, body, headers, url)
+            future: Future[ParsedFeed | str | None] = executor.submit(function, body, headers, url)
             try:
                 return await asyncio.wait_for(asyncio.wrap_future(future), deadline - loop.time())
             except asyncio.TimeoutError:
@@ -233,6 +265,11 @@ class ParserPool:
         if self._executor is executor:
             self._executor = self._new_executor()
         _kill(executor)
+
+
+def _pairs(headers: Headers) -> tuple[tuple[str, str], ...]:
+    """Headers as a plain tuple: what is pickled to a worker."""
+    return tuple((str(k), str(v)) for k, v in (headers.items() if isinstance(headers, Mapping) else headers))
 
 
 def _kill(executor: ProcessPoolExecutor) -> None:

@@ -27,17 +27,17 @@ from zoneinfo import ZoneInfo
 import httpx
 import jinja2
 
-from alertd import schedule
+from alertd import incremental, schedule
 from alertd.config import Config, FeedConfig, SubscriberConfig
 from alertd.deliver import DeliveryReport, SmtpSetupError, deliver
 from alertd.digest import build_digest, digest_id_for
 from alertd.errors import ParseError, PermanentDeliveryError, TransientDeliveryError
 from alertd.failpoint import failpoint
 from alertd.fetch import FetchPolicy, fetch_feed
-from alertd.identify import identify, is_flood, item_link_key, novel_items
+from alertd.identify import EntryKey, entry_keys, is_flood, make_items, novel_items
 from alertd.match import match_item
 from alertd.metrics import Metrics
-from alertd.models import FeedHealth, FetchStatus, Item, Match, MatchedItem
+from alertd.models import FeedHealth, FetchStatus, Item, Match, MatchedItem, ParsedFeed
 from alertd.parse import ParserPool
 from alertd.quiet import in_quiet_hours, release_time
 from alertd.render import render_digest
@@ -69,6 +69,7 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     # Bounds the daemon's concurrent polls to [poll] concurrency; created on first use (see poll_slot).
     poll_slots: asyncio.Semaphore | None = None
+    layouts: incremental.Layouts = field(default_factory=incremental.Layouts)
 
 
 def poll_slot(rt: Runtime) -> asyncio.Semaphore:
@@ -167,19 +168,25 @@ async def poll_feed(rt: Runtime, feed: FeedConfig, now: datetime) -> PollReport:
         )
         return PollReport(feed.url, feed.name, "unchanged")
     try:
-        parsed = await rt.parser.parse(result.body, result.headers, feed.url)
+        parsed, keys, known, seen_link_keys = await _parse_and_identify(rt, feed, result.body, result.headers)
     except ParseError as exc:
         return _record_error(rt, feed, state, "parse_error", str(exc), now)
 
-    items = identify(parsed.entries, feed.url, feed.name, frozenset(feed.tags), now)
-    known, seen_link_keys = _known_items(rt.store, feed.url, items)
-    new_items = [item for item in items if item.key not in known]
+    fresh = [(entry, key) for entry, key in zip(parsed.entries, keys, strict=True) if key.key not in known]
+    new_items = make_items(
+        [entry for entry, _ in fresh],
+        [key for _, key in fresh],
+        feed.url,
+        feed.name,
+        frozenset(feed.tags),
+        now,
+    )
     seeding = not state.seeded and rt.config.poll.first_poll == "seed"
     interval = _interval(rt, feed, state, now, arrived=0 if seeding else len(new_items))
     alertable: Sequence[Item] = new_items
     notice = None
-    if state.seeded and is_flood(len(new_items), len(items)):
-        alertable, notice = _flood_guard(feed, state, new_items, len(items), now, interval)
+    if state.seeded and is_flood(len(new_items), len(keys)):
+        alertable, notice = _flood_guard(feed, state, new_items, len(keys), now, interval)
         if not rt.store.feed_events(now - FLOOD_NOTICE_EVERY, kind="flood", feed_url=feed.url):
             events.append(("flood", notice))
     matches = [] if seeding else match_new_items(rt.watchlist, alertable)
@@ -189,7 +196,7 @@ async def poll_feed(rt: Runtime, feed: FeedConfig, now: datetime) -> PollReport:
         last_modified=result.last_modified,
         body_hash=body_hash,
         new_items=new_items,
-        seen_keys=[item.key for item in items if item.key in known],
+        seen_keys=[key.key for key in keys if key.key in known],
         matches=matches,
         next_poll_at=_next_poll(rt, now, interval, parsed.ttl_minutes, lifetime),
         seen_link_keys=seen_link_keys,
@@ -248,15 +255,30 @@ def _moved_event(feed: FeedConfig, state: FeedState, target: str) -> tuple[str, 
     return ("moved", message)
 
 
-def _known_items(store: Store, feed_url: str, items: Sequence[Item]) -> tuple[set[str], list[str]]:
+async def _parse_and_identify(
+    rt: Runtime, feed: FeedConfig, body: bytes, headers: Sequence[tuple[str, str]]
+) -> tuple[ParsedFeed, tuple[EntryKey, ...], set[str], list[str]]:
+    """Parse (only the unknown items when possible, see alertd.incremental) and tell known entries from new."""
+    parsed = await incremental.parse(rt.parser, rt.layouts, feed.url, body, headers, feed.url)
+    keys = entry_keys(parsed.feed.entries, feed.url)
+    known, seen_link_keys = _known_items(rt.store, feed.url, keys)
+    if any(index in parsed.reused and key.key not in known for index, key in enumerate(keys)):
+        # An entry remembered without its summary is new to the store (the poll that saw it never committed,
+        # or it was pruned): parse the whole document to have all of it.
+        rt.layouts.forget(feed.url)
+        return await _parse_and_identify(rt, feed, body, headers)
+    return parsed.feed, keys, known, seen_link_keys
+
+
+def _known_items(store: Store, feed_url: str, keys: Sequence[EntryKey]) -> tuple[set[str], list[str]]:
     """Keys of the items already seen, by key or by link key (RELIABILITY I2); and the link keys that
     recognised an item whose key changed.
 
     A link shared by several items of this fetch (a feed linking every item to its home page) identifies
     nothing and is not used.
     """
-    by_key = store.known_keys(item.key for item in items)
-    links = {item.key: item_link_key(item) for item in items}
+    by_key = store.known_keys(key.key for key in keys)
+    links = {key.key: key.link_key for key in keys}
     shared = Counter(link for link in links.values() if link is not None)
     candidates = {
         link for key, link in links.items() if key not in by_key and link is not None and shared[link] == 1

@@ -450,6 +450,7 @@ class Daemon:
         for url in old_feeds - new_feeds:
             with contextlib.suppress(Exception):
                 self.scheduler.remove_job(f"poll:{url}")
+            self.rt.layouts.forget(url)
         for feed in config.feeds:
             if feed.url not in old_feeds or feed != next(f for f in old.feeds if f.url == feed.url):
                 self._schedule_feed(feed)

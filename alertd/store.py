@@ -170,6 +170,8 @@ _MATCHED_FROM = "FROM matches m JOIN items i ON i.key = m.item_key LEFT JOIN fee
 
 MIN_RETENTION = timedelta(days=90)
 """Seen items are kept at least this long after they were last seen in their feed (RELIABILITY I5)."""
+LAST_SEEN_RESOLUTION = timedelta(days=1)
+"""An item's ``last_seen`` is refreshed when a poll sees it and it is older than this (see record_poll)."""
 
 
 def _iso(moment: datetime) -> str:
@@ -403,6 +405,7 @@ class Store:
 
     def record_poll(self, outcome: PollOutcome, now: datetime) -> int:
         """Commit a successful poll in one transaction; return how many items were new."""
+        stamp = _iso(now)
         with self.transaction(redoable=True) as db:
             db.execute(
                 "UPDATE feeds SET etag = ?, last_modified = ?, body_hash = COALESCE(?, body_hash),"
@@ -412,8 +415,8 @@ class Store:
                     outcome.etag,
                     outcome.last_modified,
                     outcome.body_hash,
-                    _iso(now),
-                    _iso(now),
+                    stamp,
+                    stamp,
                     _iso(outcome.next_poll_at) if outcome.next_poll_at else None,
                     outcome.url,
                 ),
@@ -426,15 +429,14 @@ class Store:
                     outcome.redirect_candidate,
                     outcome.redirect_count,
                     outcome.moved_to,
-                    _iso(now) if outcome.moved_to else None,
+                    stamp if outcome.moved_to else None,
                     outcome.url,
                 ),
             )
-            inserted = 0
-            for item in outcome.new_items:
-                cursor = db.execute(
-                    "INSERT OR IGNORE INTO items (key, feed_url, story_key, title, summary_text, summary_html,"
-                    " link, published, first_seen, last_seen, link_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            cursor = db.executemany(
+                "INSERT OR IGNORE INTO items (key, feed_url, story_key, title, summary_text, summary_html,"
+                " link, published, first_seen, last_seen, link_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
                     (
                         item.key,
                         item.feed_url,
@@ -444,28 +446,33 @@ class Store:
                         item.summary_html,
                         item.link,
                         _iso(item.published) if item.published else None,
-                        _iso(now),
-                        _iso(now),
+                        stamp,
+                        stamp,
                         item_link_key(item),
-                    ),
-                )
-                inserted += cursor.rowcount
+                    )
+                    for item in outcome.new_items
+                ],
+            )
+            inserted = max(cursor.rowcount, 0)
+            # last_seen only feeds retention (counted in days, >= 90): rewriting it, and its index, at every
+            # poll of every item would be most of a steady poll's writes. It is refreshed once it is a day old.
+            stale = _iso(now - LAST_SEEN_RESOLUTION)
             db.executemany(
-                "UPDATE items SET last_seen = ? WHERE key = ?",
-                [(_iso(now), key) for key in outcome.seen_keys],
+                "UPDATE items SET last_seen = ? WHERE key = ? AND last_seen < ?",
+                [(stamp, key, stale) for key in outcome.seen_keys],
             )
             db.executemany(
-                "UPDATE items SET last_seen = ? WHERE feed_url = ? AND link_key = ?",
-                [(_iso(now), outcome.url, link) for link in outcome.seen_link_keys],
+                "UPDATE items SET last_seen = ? WHERE feed_url = ? AND link_key = ? AND last_seen < ?",
+                [(stamp, outcome.url, link, stale) for link in outcome.seen_link_keys],
             )
             db.executemany(
                 "INSERT INTO feed_events (feed_url, at, kind, message) VALUES (?, ?, ?, ?)",
-                [(outcome.url, _iso(now), kind, message) for kind, message in outcome.events],
+                [(outcome.url, stamp, kind, message) for kind, message in outcome.events],
             )
             db.executemany(
                 "INSERT OR IGNORE INTO matches (item_key, topic_id, terms, spans, score, matched_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                [(key, m.topic_id, *_encode_match(m), _iso(now)) for key, m in outcome.matches],
+                [(key, m.topic_id, *_encode_match(m), stamp) for key, m in outcome.matches],
             )
         return inserted
 
@@ -548,7 +555,8 @@ class Store:
                 "   WHERE consecutive_failures = 0 AND gone = 0 AND last_success_at IS NOT NULL)"
                 " AND key NOT IN (SELECT d.item_key FROM deliveries d JOIN outbox o ON o.id = d.outbox_id"
                 "   WHERE o.status = 'pending')",
-                (_iso(now - retention),),
+                # last_seen may lag by LAST_SEEN_RESOLUTION: counted in, so the retention is never cut short.
+                (_iso(now - retention - LAST_SEEN_RESOLUTION),),
             )
         return cursor.rowcount
 

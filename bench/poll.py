@@ -5,8 +5,10 @@
     /work/venv/bin/python bench/poll.py --feeds 200 --quick  # a smoke run
     /work/venv/bin/python bench/poll.py --concurrency 16,32,64,100   # compare concurrency settings
 
-The farm is ../shared/tools/feedfarm.py (a subprocess on a free 127.0.0.1 port), or a built-in equivalent when
-../shared is absent. Each feed gains one item per farm tick; the bench times its cycles to the ticks:
+The farm is ../shared/tools/feedfarm.py (a subprocess on a free 127.0.0.1 port), or ``--farm own``: bench/farm.py,
+the same farm except that an item's bytes never change once published (the shared farm re-dates every item at
+each tick, which hides what parsing only the unknown items saves); bench/farm.py is also used when ../shared is
+absent. Each feed gains one item per farm tick; the bench times its cycles to the ticks:
 
 - cold:   every feed polled for the first time (all items new: parse, identify, store; the first poll seeds);
 - steady: one tick later, each feed has exactly one new item (200, parse, identify, match, store);
@@ -73,10 +75,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def farm(feeds: int, items: int, latency: float, tick: float) -> Iterator[tuple[int, float]]:
+def farm(
+    feeds: int, items: int, latency: float, tick: float, *, own: bool = False
+) -> Iterator[tuple[int, float]]:
     """Start the farm; yield (port, the farm's start time as time.time())."""
     port = free_port()
-    script = SHARED_FARM if SHARED_FARM.exists() else Path(__file__).with_name("_farm.py")
+    script = SHARED_FARM if SHARED_FARM.exists() and not own else Path(__file__).with_name("farm.py")
     args = [sys.executable, str(script), "--port", str(port), "--feeds", str(feeds), "--items", str(items)]
     args += ["--latency", str(latency), "--tick", str(tick)]
     started = time.time()
@@ -163,16 +167,23 @@ def write_config(folder: Path, port: int, feeds: int, concurrency: int) -> Path:
 
 
 async def alertd_cycles(
-    config_path: Path, started: float, tick: float, baseline: subprocess.Popen[str] | None
+    config_path: Path,
+    started: float,
+    tick: float,
+    baseline: subprocess.Popen[str] | None,
+    *,
+    incremental: bool = True,
 ) -> tuple[dict[str, Figures], dict[str, Figures]]:
     """Run the three alertd cycles (and ask the baseline process for its three, in the same ticks)."""
     from alertd import pipeline
+    from alertd.incremental import Layouts
     from alertd.service import load_all, open_runtime
 
     config, watchlist = load_all(config_path)
     ours: dict[str, Figures] = {}
     theirs: dict[str, Figures] = {}
     async with open_runtime(config, watchlist, dict(os.environ)) as rt:
+        rt.layouts = Layouts(enabled=incremental)
         limit = asyncio.Semaphore(config.poll.concurrency)
 
         async def one(feed: Any) -> pipeline.PollReport:
@@ -300,6 +311,12 @@ def main() -> int:
     parser.add_argument("--concurrency", default="", help="[poll] concurrency (comma list to compare)")
     parser.add_argument("--tick", type=float, default=0.0, help="farm tick, s (default: fitted to the run)")
     parser.add_argument("--quick", action="store_true", help="200 feeds, 20 baseline feeds")
+    parser.add_argument(
+        "--farm", choices=("shared", "own"), default="shared", help="../shared's feedfarm.py or bench/farm.py"
+    )
+    parser.add_argument(
+        "--no-incremental", action="store_true", help="parse whole documents (no alertd.incremental)"
+    )
     parser.add_argument("--baseline-worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_worker:
@@ -322,14 +339,16 @@ def run(args: argparse.Namespace, concurrency: int) -> bool:
     # One tick must hold alertd's steady and idle cycles and two baseline cycles (the gen must not change).
     alertd_budget = 45.0 * args.feeds / 1000
     tick = args.tick or (alertd_budget + (0 if args.no_baseline else 2.5 * per_baseline_cycle)) + 10
+    own = args.farm == "own" or not SHARED_FARM.exists()
     print(
-        f"concurrency {concurrency}: farm {args.feeds} feeds x {args.items} items, {args.latency:g} ms latency, "
-        f"tick {tick:g} s",
+        f"concurrency {concurrency}: {'bench/farm.py' if own else 'shared feedfarm.py'} {args.feeds} feeds x "
+        f"{args.items} items, {args.latency:g} ms latency, tick {tick:g} s, "
+        f"incremental parsing {'off' if args.no_incremental else 'on'}",
         file=sys.stderr,
         flush=True,
     )
     with (
-        farm(args.feeds, args.items, args.latency, tick) as (port, started),
+        farm(args.feeds, args.items, args.latency, tick, own=own) as (port, started),
         tempfile.TemporaryDirectory() as tmp,
     ):
         config = write_config(Path(tmp), port, args.feeds, concurrency)
@@ -349,7 +368,8 @@ def run(args: argparse.Namespace, concurrency: int) -> bool:
                 text=True,
             )
         try:
-            ours, theirs = asyncio.run(alertd_cycles(config, started, tick, baseline))
+            cycles = alertd_cycles(config, started, tick, baseline, incremental=not args.no_incremental)
+            ours, theirs = asyncio.run(cycles)
         finally:
             if baseline is not None:
                 assert baseline.stdin is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import socket
@@ -455,3 +456,50 @@ async def test_redirect_to_non_http_scheme_is_invalid_url(feed_server: FeedServe
     feed_server.route("/bfm.xml", status=302, headers={"Location": "file:///etc/passwd"})
     result = await fetch(feed_server.url("/bfm.xml"))
     assert result.error_class == "invalid_url"
+
+
+# --- connection reuse -----------------------------------------------------------------------------------------
+
+
+async def test_not_modified_redirect_and_error_responses_leave_the_connection_reusable() -> None:
+    """An unread 304 / redirect / error body would close the connection: each poll would reconnect."""
+    connections = 0
+    answers = {
+        b"/feed": b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n',
+        b"/old": b"HTTP/1.1 301 Moved Permanently\r\nLocation: /feed\r\nContent-Length: 5\r\n\r\nmoved",
+        b"/missing": b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nnot found\r\n0\r\n\r\n",
+    }
+
+    handlers: list[asyncio.Task[None]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            while request_line := await reader.readline():
+                while await reader.readline() not in (b"\r\n", b""):
+                    pass
+                writer.write(answers[request_line.split()[1]])
+                await writer.drain()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pol = policy()
+    async with server:
+        async with make_client(pol) as client:
+            statuses = [
+                (
+                    await fetch_feed(
+                        client, f"http://127.0.0.1:{port}{path}", etag='"v1"', last_modified=None, policy=pol
+                    )
+                ).http_status
+                for path in ("/feed", "/feed", "/old", "/old", "/missing", "/missing", "/feed")
+            ]
+        await asyncio.wait_for(asyncio.gather(*handlers), 5)  # the client hung up: each handler ends
+    assert [304, 304, 304, 304, 404, 404, 304] == statuses
+    # At most one connection per URL (the pool is sharded by URL); 9 requests without reuse.
+    assert connections <= 3

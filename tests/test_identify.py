@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alertd.identify import canonical_url, identify, link_key, story_key
+from alertd.identify import canonical_url, entry_keys, identify, item_link_key, link_key, story_key
 from alertd.models import Entry, Item
 from alertd.parse import parse_feed
 from tests.feedserver import make_rss
@@ -192,3 +192,32 @@ def test_story_key_without_link_uses_normalised_title() -> None:
     a = Entry(guid=None, link=None, title="Cognac :  la Chine taxe", summary_html="")
     b = Entry(guid=None, link=None, title="COGNAC : la chine taxe", summary_html="autre")
     assert story_key(a) == story_key(b)
+
+
+def test_entry_keys_are_the_items_identity_without_their_text() -> None:
+    entries = [
+        Entry(guid="g1", link=ARTICLE, title="Cognac", summary_html="<p>droits</p>"),
+        Entry(guid=None, link=None, title="Sans lien", summary_html="<p>texte</p>"),
+        Entry(guid=None, link="javascript:alert(1)", title="Lien refusé", summary_html=""),
+    ]
+    items = items_of(entries)
+    assert [(i.key, i.link, i.story_key, item_link_key(i)) for i in items] == [
+        (k.key, k.link, k.story_key, k.link_key) for k in entry_keys(entries, ECO)
+    ]
+    assert [None, None] == [k.link_key for k in entry_keys(entries, ECO)[1:]]
+
+
+@pytest.mark.parametrize(
+    ("link", "expected"),
+    [
+        ("http://[bad", "http://[bad"),  # urlsplit raises on it: kept as written, keyed as written
+        ("ftp://[bad", None),
+        ("https://www.bfmtv.com:99999/a", "https://www.bfmtv.com:99999/a"),  # port out of range
+        (" HTTPS://www.bfmtv.com/a ", "HTTPS://www.bfmtv.com/a"),
+        ("javascript:alert(1)", None),
+        ("/relative/path", None),
+    ],
+)
+def test_broken_links_of_a_hostile_feed_never_fail_the_poll(link: str, expected: str | None) -> None:
+    (item,) = items_of([Entry(guid=None, link=link, title="Titre", summary_html="")])
+    assert expected == item.link

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alertd.normalise import (
@@ -14,7 +14,7 @@ from alertd.normalise import (
     term_words,
     tokenise,
 )
-from alertd.text import html_to_text
+from alertd.text import _simple_parts, html_to_text, html_to_text_by_parser
 
 
 @pytest.mark.parametrize(
@@ -126,3 +126,83 @@ def test_inflected_forms_do_not_reach_other_words(term: str, not_a_form: str) ->
 )
 def test_html_to_text(html: str, expected: str) -> None:
     assert expected == html_to_text(html)
+
+
+_HTML_PIECES = [
+    "<p>",
+    "</p>",
+    "<P CLASS='lead'>",
+    "<br>",
+    "<br/>",
+    "<br />",
+    "</br>",
+    "<div\n>",
+    "<b>",
+    "</B>",
+    "<span>",
+    '<a href="https://example.com/?a=1&amp;b=2">',
+    "</a>",
+    '<a href="x>y">',
+    "<img src=x alt=pic/>",
+    "<li>",
+    "</li>",
+    "<h2>",
+    "<hr/>",
+    "<script>",
+    "</script>",
+    "<style>p{}</style>",
+    "<textarea>",
+    "<title>",
+    "<!-- note -->",
+    "<!DOCTYPE html>",
+    "<?pi?>",
+    "<![CDATA[x]]>",
+    "</p/>",
+    "< p>",
+    "<p/ >",
+    "<",
+    ">",
+    "=",
+    "&amp;",
+    "&eacute;",
+    "&#233;",
+    "&#x41;",
+    "&#10;",
+    "&nbsp;",
+    "&",
+    "&am",
+    "&amp",
+    "&#",
+    "&unknown;",
+    "\n",
+    " ",
+    "\t",
+    "\u00a0",
+    "\u200b",
+    "Temu",
+    "é",
+    "l'export",
+    '"',
+    "'",
+    "/",
+]
+
+
+@given(st.lists(st.sampled_from(_HTML_PIECES), max_size=25))
+@settings(max_examples=3000, deadline=None)
+def test_html_to_text_simple_path_equals_htmlparser(pieces: list[str]) -> None:
+    html = "".join(pieces)
+    assert html_to_text_by_parser(html) == html_to_text(html)
+
+
+@pytest.mark.parametrize(
+    "html",
+    ["<p>a</p>", "plain &amp; text\n", "<a href='x'>l</a><br/>", "x <b class=c>y</b>"],
+)
+def test_html_to_text_takes_the_simple_path_for_plain_tags(html: str) -> None:
+    assert _simple_parts(html) is not None
+
+
+@pytest.mark.parametrize("html", ["a < b", "<!-- c -->x", "<script>x</script>", "<p/ >", '<a href="x>y">'])
+def test_html_to_text_leaves_the_rest_to_htmlparser(html: str) -> None:
+    assert _simple_parts(html) is None

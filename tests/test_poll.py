@@ -25,7 +25,7 @@ from alertd.config import FeedConfig, load_config
 from alertd.models import Item, ParsedFeed
 from alertd.parse import ParserPool
 from alertd.service import open_runtime, run_once
-from alertd.store import MIN_RETENTION, PollOutcome, Store
+from alertd.store import LAST_SEEN_RESOLUTION, MIN_RETENTION, PollOutcome, Store
 from alertd.watchlist import load_watchlist
 from tests.feedserver import FeedServer, make_rss
 
@@ -496,7 +496,7 @@ def seen_long_ago(store: Store, url: str, key: str, *, failing: bool = False) ->
     store.feed_state(url, url)
     item = Item(key, url, url, "t", "s", "<p>s</p>", f"{url}/{key}", f"story-{key}")
     outcome = PollOutcome(url, None, None, None, [item], [], [], None)
-    store.record_poll(outcome, NOW - MIN_RETENTION - timedelta(days=1))
+    store.record_poll(outcome, NOW - MIN_RETENTION - timedelta(days=2))
     store.record_poll(PollOutcome(url, None, None, None, [], [], [], None), NOW)
     if failing:
         store.record_failure(url, "timeout", "timed out", NOW, None)
@@ -513,3 +513,26 @@ def test_prune_forgets_only_items_of_healthy_feeds_seen_long_ago(tmp_path: Path)
         assert store.known_keys(["old", "kept"]) == {"kept"}
         with pytest.raises(ValueError, match="at least 90 days"):
             store.prune(NOW, timedelta(days=30))
+
+
+def test_last_seen_is_refreshed_daily_and_retention_still_counts_from_the_last_sighting(
+    tmp_path: Path,
+) -> None:
+    url, start = "https://ok.test/feed", NOW - timedelta(days=200)
+    item = Item("k", url, url, "t", "s", "<p>s</p>", f"{url}/k", "story-k")
+
+    def sighting(at: datetime, seen: list[str]) -> None:
+        store.record_poll(PollOutcome(url, None, None, None, [], seen, [], None), at)
+
+    with Store.open(tmp_path / "state.sqlite3") as store:
+        store.feed_state(url, url)
+        store.record_poll(PollOutcome(url, None, None, None, [item], [], [], None), start)
+        sighting(start + timedelta(hours=23), ["k"])  # within a day: last_seen not rewritten
+        sighting(start + timedelta(days=3), ["k"])  # a day old: refreshed
+        left = start + timedelta(days=3, hours=20)
+        sighting(start + timedelta(days=3, hours=20), ["k"])  # the last sighting, not recorded (< 1 day)
+        sighting(left + timedelta(minutes=15), [])  # the item has left the feed
+        assert 0 == store.prune(left + MIN_RETENTION - timedelta(minutes=1))
+        assert {"k"} == store.known_keys(["k"])
+        assert 1 == store.prune(left + MIN_RETENTION + LAST_SEEN_RESOLUTION)
+        assert set() == store.known_keys(["k"])
