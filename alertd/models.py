@@ -140,12 +140,23 @@ class TopicSection:
 
 @dataclass(frozen=True, slots=True)
 class FeedHealth:
-    """A feed worth warning the reader about in a digest."""
+    """A feed worth warning the reader about in a digest.
+
+    ``problem`` says it in English (logs, tests); digests say it in the reader's language from ``kind`` and the
+    fields that go with it (``alertd.render.health_text``).
+    """
 
     name: str
     url: str
     problem: str
     since: datetime | None = None
+    kind: str = "failing"  # failing | gone | moved | flood
+    error_class: str | None = None
+    """failing: the class of the last error (timeout, http_5xx, dns_error...)."""
+    attempts: int = 0
+    """failing: consecutive failed polls."""
+    target: str | None = None
+    """moved: the address alertd now fetches."""
 
 
 @dataclass(frozen=True, slots=True)

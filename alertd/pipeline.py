@@ -652,22 +652,42 @@ def feed_health_notices(
     configured = {feed.url for feed in config.feeds}
     threshold = config.digest.feed_health_after
     notices: list[FeedHealth] = []
-    for state in store.feeds():
+    states = {state.url: state for state in store.feeds()}
+    for state in states.values():
         if state.url not in configured:
             continue
         if state.gone:
-            notices.append(
-                FeedHealth(state.name, state.url, "gone (HTTP 410): polling stopped", state.last_error_at)
-            )
+            problem = "gone (HTTP 410): polling stopped"
+            notices.append(FeedHealth(state.name, state.url, problem, state.last_error_at, kind="gone"))
         elif state.consecutive_failures and state.last_error_at:
             failing_since = state.last_success_at or state.last_error_at
             if now - failing_since >= threshold or not state.last_success_at:
                 problem = f"failing: {state.last_error_class} ({state.consecutive_failures} attempts)"
-                notices.append(FeedHealth(state.name, state.url, problem, failing_since))
+                notices.append(
+                    FeedHealth(
+                        state.name,
+                        state.url,
+                        problem,
+                        failing_since,
+                        kind="failing",
+                        error_class=state.last_error_class,
+                        attempts=state.consecutive_failures,
+                    )
+                )
     if events_since is not None:
         for event in store.feed_events(events_since):
             if event.kind in ("moved", "flood") and event.feed_url in configured:
-                notices.append(FeedHealth(event.feed_name, event.feed_url, event.message, event.at))
+                moved_to = states[event.feed_url].effective_url if event.feed_url in states else None
+                notices.append(
+                    FeedHealth(
+                        event.feed_name,
+                        event.feed_url,
+                        event.message,
+                        event.at,
+                        kind=event.kind,
+                        target=moved_to if event.kind == "moved" else None,
+                    )
+                )
     return notices
 
 

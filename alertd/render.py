@@ -84,6 +84,13 @@ STRINGS: dict[str, dict[str, str]] = {
         "votre entrée [[subscriber]] dans ce fichier de configuration.",
         "alert_note": "Envoyé tout de suite : ces sujets sont prioritaires. Ces articles figureront aussi "
         "dans votre prochaine veille.",
+        "health_gone": "n’existe plus (HTTP 410) : alertd a cessé de l’interroger",
+        "health_failing": "en échec : {error} ({attempts})",
+        "attempt_one": "{n} tentative",
+        "attempt_many": "{n} tentatives",
+        "health_moved": "a déménagé définitivement : alertd lit désormais {target} ; mettez la configuration à jour",
+        "health_flood": "a publié trop d’articles d’un coup : seuls les plus récents ont pu déclencher une alerte, "
+        "les autres sont marqués comme lus",
     },
     "en": {
         "story": "story",
@@ -108,6 +115,48 @@ STRINGS: dict[str, dict[str, str]] = {
         "entry in that config file.",
         "alert_note": "Sent right away: these topics are high priority. These stories will also be in your "
         "next digest.",
+        "health_gone": "gone (HTTP 410): alertd stopped polling it",
+        "health_failing": "failing: {error} ({attempts})",
+        "attempt_one": "{n} attempt",
+        "attempt_many": "{n} attempts",
+        "health_moved": "moved permanently: alertd now fetches {target}; update the config at your convenience",
+        "health_flood": "published too many items at once: only the most recent could alert, the others were "
+        "marked seen",
+    },
+}
+#: How each class of fetch or parse error (``FeedHealth.error_class``) reads in a digest; unknown ones as is.
+ERROR_CLASSES: dict[str, dict[str, str]] = {
+    "fr": {
+        "timeout": "délai dépassé",
+        "connect_error": "connexion impossible",
+        "dns_error": "nom de domaine introuvable",
+        "tls_error": "certificat ou TLS refusé",
+        "http_4xx": "refusé par le serveur (HTTP 4xx)",
+        "http_5xx": "erreur du serveur (HTTP 5xx)",
+        "rate_limited": "trop de requêtes, le serveur demande d’attendre",
+        "parse_error": "document illisible",
+        "too_large": "document trop volumineux",
+        "too_many_redirects": "trop de redirections",
+        "redirect_downgrade": "redirection de https vers http refusée",
+        "ssrf_blocked": "adresse interne refusée",
+        "invalid_url": "adresse invalide",
+        "protocol_error": "réponse HTTP invalide",
+    },
+    "en": {
+        "timeout": "timed out",
+        "connect_error": "cannot connect",
+        "dns_error": "host name not found",
+        "tls_error": "certificate or TLS refused",
+        "http_4xx": "refused by the server (HTTP 4xx)",
+        "http_5xx": "server error (HTTP 5xx)",
+        "rate_limited": "too many requests, the server asks to wait",
+        "parse_error": "unreadable document",
+        "too_large": "document too large",
+        "too_many_redirects": "too many redirects",
+        "redirect_downgrade": "https to http redirect refused",
+        "ssrf_blocked": "internal address refused",
+        "invalid_url": "invalid address",
+        "protocol_error": "invalid HTTP response",
     },
 }
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -245,6 +294,22 @@ def local_time(moment: datetime | None, tz_name: str, language: str = "fr") -> s
     return local.strftime(DATETIME_FORMAT)
 
 
+def health_text(feed: FeedHealth, language: str) -> str:
+    """What is wrong with a feed, in the reader's language (``feed.problem`` when the kind is unknown)."""
+    strings = STRINGS.get(language, STRINGS["fr"])
+    if feed.kind == "failing" and feed.error_class is not None:
+        error = ERROR_CLASSES.get(language, {}).get(feed.error_class, feed.error_class)
+        # French counts 0 and 1 in the singular, English only 1.
+        one = feed.attempts <= 1 if language == "fr" else feed.attempts == 1
+        attempts = strings["attempt_one" if one else "attempt_many"].format(n=feed.attempts)
+        return strings["health_failing"].format(error=error, attempts=attempts)
+    if feed.kind == "moved" and feed.target is not None:
+        return strings["health_moved"].format(target=feed.target)
+    if feed.kind in ("gone", "flood"):
+        return strings[f"health_{feed.kind}"]
+    return feed.problem
+
+
 def sanitize_html(html: str) -> str:
     """Feed HTML reduced to a small allow-list: no images, styles, scripts, forms or event handlers.
 
@@ -304,6 +369,7 @@ def load_templates(templates_dir: Path | None) -> jinja2.Environment:
         datetime_format=DATETIME_FORMAT,
     )
     env.filters["local_time"] = local_time
+    env.filters["health"] = health_text
     env.filters["http_link"] = http_link
     return env
 
@@ -360,7 +426,16 @@ def sample_digest(language: str = "fr", kind: str = "digest") -> Digest:
         timezone="Europe/Paris",
         config_path="/etc/alertd/alertd.toml",
         watchlist_path="/etc/alertd/watchlist.toml",
-        feed_health=(FeedHealth("Sample feed", "https://example.invalid/rss", "HTTP 500", when),),
+        feed_health=(
+            FeedHealth(
+                "Sample feed",
+                "https://example.invalid/rss",
+                "HTTP 500",
+                when,
+                error_class="http_5xx",
+                attempts=3,
+            ),
+        ),
         language=language,
         kind=kind,
     )

@@ -634,13 +634,17 @@ class Store:
         self, email: str, topics: Sequence[str], since: datetime
     ) -> list[tuple[MatchedItem, datetime]]:
         """Matches of (priority) ``topics`` that reached ``email`` neither in an alert nor in a digest, with
-        the time each was matched, oldest first."""
+        the time each was matched, oldest first.
+
+        Only matches made by the poll that first saw their item (``record_poll`` stamps both with the same
+        time): an alert is news; matches added later (``replay --deliver``) go to digests only.
+        """
         if not topics:
             return []
         marks = ",".join("?" * len(topics))
         rows = self._db.execute(
             f"SELECT {_MATCHED_COLUMNS}, m.matched_at {_MATCHED_FROM}"  # noqa: S608 - constants and "?" marks only
-            f" WHERE m.topic_id IN ({marks}) AND m.matched_at >= ?"
+            f" WHERE m.topic_id IN ({marks}) AND m.matched_at >= ? AND m.matched_at = i.first_seen"
             " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.subscriber = ? AND d.topic_id = m.topic_id"
             "   AND (d.item_key = m.item_key OR d.story_key = i.story_key))"
             " ORDER BY m.matched_at, i.key",

@@ -77,6 +77,21 @@ def runtimes() -> Iterator[list[pipeline.Runtime]]:
         rt.store.close()
 
 
+def subscribed(
+    tmp_path: Path,
+    runtimes: list[pipeline.Runtime],
+    subscriber: str,
+    *,
+    since: datetime = T0 - timedelta(hours=1),
+    **options: str,
+) -> pipeline.Runtime:
+    """A Runtime (see make_runtime) closed after the test, its subscriber registered at ``since``."""
+    rt = make_runtime(tmp_path, subscriber, **options)
+    runtimes.append(rt)
+    pipeline.register_subscribers(rt, since)
+    return rt
+
+
 def add_match(rt: pipeline.Runtime, now: datetime, title: str, topic: str = "chinese-ecommerce") -> str:
     """Record one new item of the feed and its match, as a poll at ``now`` would."""
     key = f"item-{next(_keys)}"
@@ -245,6 +260,32 @@ def test_priority_matches_30s_apart_share_one_alert_then_reappear_in_the_daily_d
     assert text.index("Alibaba") < text.index("Cognac")  # unseen stories rank first within a topic order
 
 
+def test_replayed_priority_matches_go_to_the_digest_not_to_an_alert(
+    tmp_path: Path, runtimes: list[pipeline.Runtime]
+) -> None:
+    """``alertd replay --deliver`` records matches for stories seen earlier: old news is no alert."""
+    rt = subscribed(
+        tmp_path,
+        runtimes,
+        'email = "r@example.org"\nschedule = "daily 07:00"\ntimezone = "Europe/Paris"\nlanguage = "fr"\n',
+    )
+    item = Item(
+        "replayed", FEED, "BFM Économie", "Cognac : les droits", "Cognac.", "", None, "replayed-story"
+    )
+    rt.store.feed_state(FEED, "BFM Économie")
+    rt.store.record_poll(PollOutcome(FEED, None, None, None, [item], [], [], None), T0)
+    match = Match("french-exports", ("cognac",), (Span("title", 0, 6, "cognac"),), 1.0)
+    assert 1 == rt.store.add_matches([("replayed", match)], T0 + timedelta(minutes=1))
+
+    assert [] == pipeline.flush_digests(rt, T0 + timedelta(minutes=10))
+    assert [] == outbox_messages(rt)
+    next_morning = datetime(2026, 11, 27, 7, 0, tzinfo=ZoneInfo("Europe/Paris"))
+    assert 1 == len(pipeline.flush_digests(rt, next_morning))
+    (digest,) = outbox_messages(rt)
+    assert "Cognac : les droits" in text_of(digest)
+    assert "déjà envoyé" not in text_of(digest)
+
+
 def test_a_new_priority_match_after_an_alert_gets_its_own_alert(
     tmp_path: Path, runtimes: list[pipeline.Runtime]
 ) -> None:
@@ -261,13 +302,12 @@ def test_a_new_priority_match_after_an_alert_gets_its_own_alert(
 
 
 def test_debounce_is_configurable(tmp_path: Path, runtimes: list[pipeline.Runtime]) -> None:
-    rt = make_runtime(
+    rt = subscribed(
         tmp_path,
+        runtimes,
         'email = "r@example.org"\nschedule = "daily 07:00"\ntimezone = "UTC"\n',
         extra='[digest]\ndebounce = "10m"\n',
     )
-    runtimes.append(rt)
-    pipeline.register_subscribers(rt, T0 - timedelta(hours=1))
     add_match(rt, T0, "Cognac en hausse", topic="french-exports")
 
     assert [] == pipeline.flush_digests(rt, T0 + timedelta(minutes=9))
@@ -280,12 +320,11 @@ def test_debounce_is_configurable(tmp_path: Path, runtimes: list[pipeline.Runtim
 def test_max_items_per_topic_lists_the_overflow_by_title_in_the_text_part(
     tmp_path: Path, runtimes: list[pipeline.Runtime]
 ) -> None:
-    rt = make_runtime(
+    rt = subscribed(
         tmp_path,
+        runtimes,
         'email = "r@example.org"\nschedule = "immediate"\ntimezone = "UTC"\nmax_items_per_topic = 2\nlanguage = "en"\n',
     )
-    runtimes.append(rt)
-    pipeline.register_subscribers(rt, T0 - timedelta(hours=1))
     for i in range(5):
         add_match(rt, T0 + timedelta(minutes=i), f"Temu story number {i}")
 
@@ -309,12 +348,11 @@ def test_max_items_per_topic_lists_the_overflow_by_title_in_the_text_part(
 def test_language_switches_fixed_strings_and_dates(
     tmp_path: Path, runtimes: list[pipeline.Runtime], language: str, expected: list[str], absent: list[str]
 ) -> None:
-    rt = make_runtime(
+    rt = subscribed(
         tmp_path,
+        runtimes,
         f'email = "r@example.org"\nschedule = "immediate"\ntimezone = "Europe/Paris"\nlanguage = "{language}"\n',
     )
-    runtimes.append(rt)
-    pipeline.register_subscribers(rt, T0 - timedelta(hours=1))
     add_match(rt, T0, "Alibaba ouvre un bureau")
 
     pipeline.flush_digests(rt, T0)
@@ -328,17 +366,28 @@ def test_language_switches_fixed_strings_and_dates(
 def test_feed_health_lists_long_failures_and_moves_since_the_last_digest(
     tmp_path: Path, runtimes: list[pipeline.Runtime]
 ) -> None:
-    rt = make_runtime(
+    rt = subscribed(
         tmp_path,
+        runtimes,
         'email = "r@example.org"\nschedule = "immediate"\ntimezone = "UTC"\nlanguage = "en"\n',
         extra='[digest]\nfeed_health_after = "2h"\n',
+        since=T0 - timedelta(days=1),
     )
-    runtimes.append(rt)
-    pipeline.register_subscribers(rt, T0 - timedelta(days=1))
     add_match(rt, T0 - timedelta(hours=5), "Alibaba ouvre un bureau")
     rt.store.record_failure(FEED, "http_5xx", "HTTP 503", T0 - timedelta(hours=1), None)
     rt.store.record_poll(
-        PollOutcome(FEED, None, None, None, [], [], [], None, events=[("moved", "moved permanently to X")]),
+        PollOutcome(
+            FEED,
+            None,
+            None,
+            None,
+            [],
+            [],
+            [],
+            None,
+            events=[("moved", "moved permanently to X")],
+            moved_to="https://new.example.invalid/feed",
+        ),
         T0 - timedelta(minutes=30),
     )
     rt.store.record_failure(FEED, "http_5xx", "HTTP 503", T0 - timedelta(minutes=10), None)
@@ -347,10 +396,17 @@ def test_feed_health_lists_long_failures_and_moves_since_the_last_digest(
     later = T0 + timedelta(hours=3)
     problems = [h.problem for h in pipeline.feed_health(rt, later, events_since=T0 - timedelta(days=1))]
     assert ["failing: http_5xx (1 attempts)", "moved permanently to X"] == problems
+    health = pipeline.feed_health(rt, later, events_since=T0 - timedelta(days=1))
+    assert [("failing", "http_5xx", 1, None), ("moved", None, 0, "https://new.example.invalid/feed")] == [
+        (h.kind, h.error_class, h.attempts, h.target) for h in health
+    ]
 
     pipeline.flush_digests(rt, later)
     (message,) = outbox_messages(rt)
-    assert "Feed health" in text_of(message) and "moved permanently to X" in text_of(message)
+    text = " ".join(text_of(message).split())
+    assert "Feed health" in text
+    assert "failing: server error (HTTP 5xx) (1 attempt)" in text
+    assert "moved permanently: alertd now fetches https://new.example.invalid/feed" in text
 
 
 # --- the outbox against a real SMTP server ---------------------------------------------------------------

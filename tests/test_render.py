@@ -6,6 +6,7 @@ import dataclasses
 import email
 import email.message
 import email.policy
+import html as html_module
 import os
 import re
 from datetime import datetime, timedelta, timezone
@@ -576,3 +577,48 @@ def test_poison_story_in_overflow_is_skipped(tmp_path: Path) -> None:
 )
 def test_sanitize_html_allow_list(dirty: str, clean: str) -> None:
     assert clean == sanitize_html(dirty)
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        (
+            "fr",
+            [
+                "en échec : erreur du serveur (HTTP 5xx) (4 tentatives)",
+                "n’existe plus (HTTP 410) : alertd a cessé de l’interroger",
+                "a déménagé définitivement : alertd lit désormais https://new.example.invalid/rss",
+                "a publié trop d’articles d’un coup",
+                "Flux inconnu : odd problem",
+            ],
+        ),
+        (
+            "en",
+            [
+                "failing: server error (HTTP 5xx) (4 attempts)",
+                "gone (HTTP 410): alertd stopped polling it",
+                "moved permanently: alertd now fetches https://new.example.invalid/rss",
+                "published too many items at once",
+                "Flux inconnu: odd problem",
+            ],
+        ),
+    ],
+)
+def test_feed_health_speaks_the_readers_language(
+    env: jinja2.Environment, language: str, expected: list[str]
+) -> None:
+    url = "https://feeds.example.invalid/"
+    health = (
+        FeedHealth("A", url + "a", "failing: http_5xx (4 attempts)", NOW, error_class="http_5xx", attempts=4),
+        FeedHealth("B", url + "b", "gone (HTTP 410): polling stopped", NOW, kind="gone"),
+        FeedHealth("C", url + "c", "moved ...", NOW, kind="moved", target="https://new.example.invalid/rss"),
+        FeedHealth("D", url + "d", "12 new items in one poll ...", NOW, kind="flood"),
+        FeedHealth("Flux inconnu", url + "e", "odd problem", NOW, kind="other"),
+    )
+    digest = dataclasses.replace(fixture_digest(), language=language, feed_health=health)
+    message = render_digest(digest, env)
+    text = " ".join(text_part(message).split())
+    shown = " ".join(html_module.unescape(re.sub(r"<[^>]+>", "", html_part(message))).split())
+    for line in expected:
+        assert line in text
+        assert line in shown
