@@ -50,6 +50,18 @@ __all__ = [
 _MAILDIR_COUNTER = itertools.count()
 _MBOX_FROM_LINE = re.compile(rb"^(>*From )", re.MULTILINE)
 _QUIT_TIMEOUT = 5.0
+
+
+def _step_timeout(deadline: float) -> float:
+    """aiosmtplib's own per-step timeout: a little under the overall deadline.
+
+    When both expire together, the overall ``asyncio.wait_for`` may cancel aiosmtplib while its connection is
+    being set up, and the socket it just opened is then never closed. Letting aiosmtplib time out first (it
+    cleans up after itself) leaves the overall deadline for a server that answers each step slowly.
+    """
+    return max(deadline * 0.9, deadline - 1.0)
+
+
 # Local write failures worth retrying (the disk may get space back); anything else is permanent.
 _TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EAGAIN, errno.EINTR, errno.EBUSY})
 
@@ -246,7 +258,7 @@ async def _send_smtp(
         start_tls=smtp.security == "starttls",
         validate_certs=True,
         tls_context=tls_context,
-        timeout=deadline,
+        timeout=_step_timeout(deadline),
     )
     try:
         refused, reply = await asyncio.wait_for(
@@ -305,7 +317,7 @@ async def smtp_conversation(
         start_tls=False,  # done by hand below, so each step can be shown
         validate_certs=True,
         tls_context=tls_context,
-        timeout=deadline,
+        timeout=_step_timeout(deadline),
     )
 
     def show(response: aiosmtplib.SMTPResponse) -> aiosmtplib.SMTPResponse:
