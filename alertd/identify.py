@@ -119,11 +119,6 @@ class EntryKey:
     link: str | None
     story_key: str
 
-    @property
-    def link_key(self) -> str | None:
-        """The secondary identity (see :func:`item_link_key`)."""
-        return self.story_key if self.link else None
-
 
 def entry_keys(entries: Sequence[Entry], feed_url: str) -> tuple[EntryKey, ...]:
     """The key, web link and story key of each entry of one fetch (see the module docstring)."""
@@ -190,8 +185,9 @@ def _title_story_key(entry: Entry) -> str:
     return "title:" + _digest(_normalised(entry.title))[:40]
 
 
-def item_link_key(item: Item) -> str | None:
-    """The secondary identity of an item: the link key of its link (None without a usable link).
+def item_link_key(item: Item | EntryKey) -> str | None:
+    """The secondary identity of an item (or of an entry's key): the link key of its link (None without a
+    usable link).
 
     An item with a link has that link key as its story key (see :func:`identify`), so nothing is recomputed.
     """

@@ -94,7 +94,7 @@ async def parse(
     steps = plan(layout, context, body) if layout is not None else None
     if steps is not None:
         reduced = await pool.parse_fast(steps.document, headers, url) if steps.spans else None
-        result = assemble(steps, reduced) if reduced is not None or not steps.spans else None
+        result = assemble(steps, reduced)
         if result is not None:
             layouts.by_feed[key] = after(steps, result)
             return result
@@ -163,10 +163,10 @@ def plan(layout: Layout, context: bytes, body: bytes) -> Plan | None:
 
 
 def assemble(plan: Plan, parsed: ParsedFeed | None) -> Parse | None:
-    """The whole document's parse from the reduced document's (None, if no item was unknown); None when the
-    reduced parse does not hold exactly the unknown items where they were put."""
-    fresh = list(parsed.entries) if parsed is not None else []
-    if (parsed.item_spans if parsed is not None else ()) != plan.spans:
+    """The whole document's parse from the reduced document's (None: nothing was parsed, or the fast path
+    refused it); None when the reduced parse does not hold exactly the unknown items where they were put."""
+    spans, fresh = (parsed.item_spans, iter(parsed.entries)) if parsed is not None else ((), iter(()))
+    if spans != plan.spans:
         return None
     known = plan.layout.entries
     entries: list[Entry] = []
@@ -177,7 +177,7 @@ def assemble(plan: Plan, parsed: ParsedFeed | None) -> Parse | None:
             entries.append(remembered)
             reused.add(index)
         else:
-            entries.append(fresh.pop(0))
+            entries.append(next(fresh))
     layout = plan.layout
     feed = ParsedFeed(layout.title, layout.link, tuple(entries), layout.ttl_minutes, None, None)
     return Parse(feed, frozenset(reused))

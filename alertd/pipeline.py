@@ -34,7 +34,7 @@ from alertd.digest import build_digest, digest_id_for
 from alertd.errors import ParseError, PermanentDeliveryError, TransientDeliveryError
 from alertd.failpoint import failpoint
 from alertd.fetch import FetchPolicy, fetch_feed
-from alertd.identify import EntryKey, entry_keys, is_flood, make_items, novel_items
+from alertd.identify import EntryKey, entry_keys, is_flood, item_link_key, make_items, novel_items
 from alertd.match import match_item
 from alertd.metrics import Metrics
 from alertd.models import FeedHealth, FetchStatus, Item, Match, MatchedItem, ParsedFeed
@@ -278,7 +278,7 @@ def _known_items(store: Store, feed_url: str, keys: Sequence[EntryKey]) -> tuple
     nothing and is not used.
     """
     by_key = store.known_keys(key.key for key in keys)
-    links = {key.key: key.link_key for key in keys}
+    links = {key.key: item_link_key(key) for key in keys}
     shared = Counter(link for link in links.values() if link is not None)
     candidates = {
         link for key, link in links.items() if key not in by_key and link is not None and shared[link] == 1
@@ -677,7 +677,7 @@ def feed_health_notices(
     if events_since is not None:
         for event in store.feed_events(events_since):
             if event.kind in ("moved", "flood") and event.feed_url in configured:
-                moved_to = states[event.feed_url].effective_url if event.feed_url in states else None
+                moved = event.kind == "moved" and event.feed_url in states
                 notices.append(
                     FeedHealth(
                         event.feed_name,
@@ -685,7 +685,7 @@ def feed_health_notices(
                         event.message,
                         event.at,
                         kind=event.kind,
-                        target=moved_to if event.kind == "moved" else None,
+                        target=states[event.feed_url].effective_url if moved else None,
                     )
                 )
     return notices

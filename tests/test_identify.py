@@ -202,9 +202,9 @@ def test_entry_keys_are_the_items_identity_without_their_text() -> None:
     ]
     items = items_of(entries)
     assert [(i.key, i.link, i.story_key, item_link_key(i)) for i in items] == [
-        (k.key, k.link, k.story_key, k.link_key) for k in entry_keys(entries, ECO)
+        (k.key, k.link, k.story_key, item_link_key(k)) for k in entry_keys(entries, ECO)
     ]
-    assert [None, None] == [k.link_key for k in entry_keys(entries, ECO)[1:]]
+    assert [None, None] == [item_link_key(k) for k in entry_keys(entries, ECO)[1:]]
 
 
 @pytest.mark.parametrize(
