@@ -27,11 +27,12 @@ import socket
 import ssl
 import stat
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 
@@ -50,14 +51,17 @@ __all__ = [
 _MAILDIR_COUNTER = itertools.count()
 _MBOX_FROM_LINE = re.compile(rb"^(>*From )", re.MULTILINE)
 _QUIT_TIMEOUT = 5.0
+# How long a closing connection may take to say goodbye (TLS close_notify) before it is aborted.
+_CLOSE_GRACE = 2.0
 
 
 def _step_timeout(deadline: float) -> float:
     """aiosmtplib's own per-step timeout: a little under the overall deadline.
 
-    When both expire together, the overall ``asyncio.wait_for`` may cancel aiosmtplib while its connection is
-    being set up, and the socket it just opened is then never closed. Letting aiosmtplib time out first (it
-    cleans up after itself) leaves the overall deadline for a server that answers each step slowly.
+    When both expire together, the overall ``asyncio.wait_for`` cancels aiosmtplib in the middle of a step;
+    letting aiosmtplib time out first gives the clearer error ("timed out waiting for the greeting"), and the
+    overall deadline stays for a server that answers each step slowly. Sockets are closed either way
+    (:func:`_connection`).
     """
     return max(deadline * 0.9, deadline - 1.0)
 
@@ -251,34 +255,90 @@ async def _send_smtp(
     _check_smtp_security(smtp, password, rcpts)
     deadline = smtp.timeout.total_seconds()
     data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-    client = aiosmtplib.SMTP(
-        hostname=smtp.host,
-        port=smtp.port,
-        use_tls=smtp.security == "tls",
-        start_tls=smtp.security == "starttls",
-        validate_certs=True,
-        tls_context=tls_context,
-        timeout=_step_timeout(deadline),
-    )
-    try:
-        refused, reply = await asyncio.wait_for(
-            _smtp_transaction(client, smtp.username, password, sender, rcpts, data), deadline
-        )
-        # The message is accepted: a slow or failed goodbye must not turn that into a retry (a duplicate).
-        with contextlib.suppress(aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
-            await asyncio.wait_for(client.quit(), _QUIT_TIMEOUT)
-    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
-        raise _classify(exc, rcpts, smtp) from exc
-    except ValueError as exc:  # aiosmtplib refuses an address it cannot send safely (e.g. non-ASCII)
-        raise PermanentDeliveryError(rcpts, f"smtp {smtp.host}:{smtp.port}: {exc}") from exc
-    finally:
-        client.close()
-        await asyncio.sleep(
-            0
-        )  # one loop turn lets the transport finish closing: no socket outlives deliver()
+    async with _connection(smtp, tls_context, start_tls=smtp.security == "starttls") as client:
+        try:
+            refused, reply = await asyncio.wait_for(
+                _smtp_transaction(client, smtp.username, password, sender, rcpts, data), deadline
+            )
+            # The message is accepted: a slow or failed goodbye must not turn that into a retry (a duplicate).
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+                await asyncio.wait_for(client.quit(), _QUIT_TIMEOUT)
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            raise _classify(exc, rcpts, smtp) from exc
+        except ValueError as exc:  # aiosmtplib refuses an address it cannot send safely (e.g. non-ASCII)
+            raise PermanentDeliveryError(rcpts, f"smtp {smtp.host}:{smtp.port}: {exc}") from exc
     refused_map = {addr: (resp.code, resp.message) for addr, resp in refused.items()}
     accepted = tuple(r for r in rcpts if r not in refused_map)
     return DeliveryReport("smtp", str(message["Message-ID"] or ""), accepted, refused_map, smtp_reply=reply)
+
+
+class _SmtpClient(aiosmtplib.SMTP):
+    """aiosmtplib's client, remembering every transport it closes so that the attempt can wait for its socket.
+
+    Closing a TLS transport only starts the TLS shutdown (close_notify both ways); its socket closes later,
+    and a caller that stops running the loop first (a test, a daemon that exits) leaks it.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.closed_transports: list[asyncio.BaseTransport] = []
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.closed_transports.append(self.transport)
+        super().close()
+
+
+@contextlib.asynccontextmanager
+async def _connection(
+    smtp: SmtpConfig, tls_context: ssl.SSLContext | None, *, start_tls: bool
+) -> AsyncIterator[aiosmtplib.SMTP]:
+    """An SMTP client whose sockets are all closed when the block ends, whatever its outcome.
+
+    Accepted, refused, timed out, dropped or cancelled: on the way out the client is closed and each of its
+    sockets waited for — the TLS goodbye gets :data:`_CLOSE_GRACE` seconds, then the connection is aborted. A
+    second cancellation while waiting aborts at once. Sockets asyncio opened for a connection attempt that
+    was cancelled are closed by asyncio on the next loop turn, which the wait includes.
+    """
+    client = _SmtpClient(
+        hostname=smtp.host,
+        port=smtp.port,
+        use_tls=smtp.security == "tls",
+        start_tls=start_tls,
+        validate_certs=True,
+        tls_context=tls_context,
+        timeout=_step_timeout(smtp.timeout.total_seconds()),
+    )
+    try:
+        yield client
+    finally:
+        await _close(client)
+
+
+async def _close(client: _SmtpClient) -> None:
+    client.close()
+    pending = [(t, s) for t in client.closed_transports if (s := t.get_extra_info("socket")) is not None]
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + _CLOSE_GRACE
+    turns_after_abort = 0
+    try:
+        await asyncio.sleep(0)  # a plain TCP transport closes its socket on the next loop turn
+        while (pending := [(t, s) for t, s in pending if s.fileno() != -1]) and turns_after_abort < 100:
+            if loop.time() < give_up:
+                await asyncio.sleep(0.01)
+                continue
+            _abort(pending)
+            turns_after_abort += 1
+            await asyncio.sleep(0)
+    except asyncio.CancelledError:
+        _abort(pending)
+        raise
+
+
+def _abort(pending: Sequence[tuple[asyncio.BaseTransport, Any]]) -> None:
+    for transport, _sock in pending:
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.abort()
 
 
 async def _smtp_transaction(
@@ -310,22 +370,13 @@ async def smtp_conversation(
     sender = _sender_of(message) or "alertd@localhost"
     _check_smtp_security(smtp, password, rcpts)
     deadline = smtp.timeout.total_seconds()
-    client = aiosmtplib.SMTP(
-        hostname=smtp.host,
-        port=smtp.port,
-        use_tls=smtp.security == "tls",
-        start_tls=False,  # done by hand below, so each step can be shown
-        validate_certs=True,
-        tls_context=tls_context,
-        timeout=_step_timeout(deadline),
-    )
 
     def show(response: aiosmtplib.SMTPResponse) -> aiosmtplib.SMTPResponse:
         for line in (response.message or "").splitlines() or [""]:
             echo(f"<- {response.code} {line}".rstrip())
         return response
 
-    async def converse() -> tuple[dict[str, tuple[int, str]], str]:
+    async def converse(client: aiosmtplib.SMTP) -> tuple[dict[str, tuple[int, str]], str]:
         security = {"tls": "implicit TLS", "starttls": "STARTTLS", "none": "no TLS"}[smtp.security]
         echo(f"connecting to {smtp.host}:{smtp.port} ({security})")
         show(await client.connect())
@@ -363,18 +414,17 @@ async def smtp_conversation(
         return refused, f"{reply.code} {reply.message}"
 
     data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-    try:
-        refused, reply = await asyncio.wait_for(converse(), deadline)
-    except DeliveryError:
-        raise
-    except aiosmtplib.SMTPResponseException as exc:
-        echo(f"<- {exc.code} {exc.message}")
-        raise _classify(exc, rcpts, smtp) from exc
-    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
-        raise _classify(exc, rcpts, smtp) from exc
-    finally:
-        client.close()
-        await asyncio.sleep(0)
+    # STARTTLS is done by hand in converse(), so that each step can be shown.
+    async with _connection(smtp, tls_context, start_tls=False) as client:
+        try:
+            refused, reply = await asyncio.wait_for(converse(client), deadline)
+        except DeliveryError:
+            raise
+        except aiosmtplib.SMTPResponseException as exc:
+            echo(f"<- {exc.code} {exc.message}")
+            raise _classify(exc, rcpts, smtp) from exc
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            raise _classify(exc, rcpts, smtp) from exc
     accepted = tuple(r for r in rcpts if r not in refused)
     return DeliveryReport("smtp", str(message["Message-ID"] or ""), accepted, refused, smtp_reply=reply)
 

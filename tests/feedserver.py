@@ -49,6 +49,8 @@ class Route:
     behaviour: str = "static"  # static | trickle | endless | lying_length
     interval: float = 0.05
     declared_length: int | None = None
+    gate: threading.Event | None = None
+    """When set, requests wait for this event (or the server's stop) before they are answered."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,13 @@ class FeedServer:
         route.behaviour, route.declared_length = "lying_length", declared
         return self._set(path, route)
 
+    def hold(self, path: str) -> threading.Event:
+        """Make requests to ``path`` wait until the returned event is set (the route itself is unchanged)."""
+        gate = threading.Event()
+        with self._lock:
+            self._routes[path].gate = gate
+        return gate
+
     def _set(self, path: str, route: Route) -> str:
         with self._lock:
             self._routes[path] = route
@@ -204,6 +213,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         route = self.server.feed_server._lookup(path, dict(self.headers.items()))
+        if route is not None and route.gate is not None:
+            stopping = self.server.feed_server.stopping
+            while not (route.gate.is_set() or stopping.wait(0.02)):
+                pass
         if route is None:
             self._send_static(Route(status=404, body=b"not found"))
         elif self._not_modified(route):

@@ -174,12 +174,16 @@ class ServerThread:
         for server in self.servers:
             server.close()
         for protocol in self.protocols:
-            if protocol.transport is not None:
-                protocol.transport.close()
+            # Abort rather than close: closing a TLS transport waits for the client's close_notify, and a
+            # loop stopped before that leaves the socket open.
+            for transport in (protocol.transport, protocol._original_transport):
+                if isinstance(transport, asyncio.WriteTransport):
+                    transport.abort()
         if self._release is not None:
             self._release.set()  # silent-server handlers return on their own rather than being cancelled
         for writer in self._writers:
-            writer.close()
+            writer.transport.abort()
+        await asyncio.sleep(0)
         await asyncio.sleep(0)
         current = asyncio.current_task()
         tasks = [task for task in asyncio.all_tasks() if task is not current]
