@@ -75,6 +75,7 @@ class ParseError(AlertdError):
 
     def __init__(self, url: str, message: str) -> None:
         self.url = url
+        self.detail = message
         super().__init__(f"{url}: {message}")
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
@@ -138,9 +137,8 @@ def ttl_minutes(value: object) -> int | None:
     return minutes if 0 < minutes <= _MAX_TTL_MINUTES else None
 
 
-def acceptable_headers(headers: Mapping[str, str]) -> bool:
+def acceptable_content_type(content_type: str | None) -> bool:
     """Whether feedparser would read the body as UTF-8 XML without an encoding or content-type warning."""
-    content_type = headers.get("content-type")
     if content_type is None:
         return False
     media, _, params = content_type.partition(";")
@@ -157,13 +155,13 @@ def acceptable_headers(headers: Mapping[str, str]) -> bool:
     return media in _XML_MEDIA or (media == "text/xml" and charset == "utf-8")
 
 
-def parse_fast(body: bytes, headers: Mapping[str, str], base: str) -> ParsedFeed | None:
+def parse_fast(body: bytes, content_type: str | None, base: str) -> ParsedFeed | None:
     """The feed, as feedparser's path would give it, or None when this path cannot vouch for that.
 
-    ``headers`` are lower-cased response headers; ``base`` is the URL relative links resolve against (the
+    ``content_type`` is the response's Content-Type; ``base`` is the URL relative links resolve against (the
     absolute Content-Location, as feedparser is given it).
     """
-    if not acceptable_headers(headers) or not _acceptable_bytes(body):
+    if not acceptable_content_type(content_type) or not _acceptable_bytes(body):
         return None
     try:
         return _Builder(base).run(body)

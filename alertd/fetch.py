@@ -10,11 +10,8 @@ What one fetch enforces (RELIABILITY F2-F7):
 - a cap on the *decoded* body, counted while streaming: alertd decompresses gzip / deflate itself with a bounded
   output size, so a gzip bomb stops at the cap instead of inflating in memory first;
 - redirects followed by hand, at most ``max_redirects``; every hop is re-validated, https -> http is refused;
-- no connection to a non-public address (loopback, RFC 1918, link-local, ULA, CGNAT, NAT64, 0/8, IPv4-mapped
-  forms of those...). The host is resolved by alertd, every address is checked, and the connection is made to a
-  checked address, so DNS rebinding between the check and the connect is impossible. Exceptions: a feed whose
-  configured URL is itself a literal IP address or ``localhost`` (the admin asked for it; its redirects may stay
-  on that same host), and the networks of ``FetchPolicy.allow_private`` (``ALERTD_ALLOW_PRIVATE`` by default);
+- no connection to a non-public address (:mod:`alertd.netguard` judges them): every hop's host is resolved and
+  checked before the request, and the connection is made to a checked address only;
 - TLS verification always on;
 - conditional GET with If-None-Match / If-Modified-Since.
 """
@@ -25,30 +22,29 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
-import ipaddress
-import os
-import socket
 import ssl
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urljoin
 
 import httpcore
 import httpx
 
 from alertd import __version__
-from alertd.errors import ConfigError, FetchError
-from alertd.models import FetchResult, FetchStatus
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
-"""Resolve ``(host, port)`` to IP address strings; raise ``OSError`` when the name does not resolve."""
-
-ENV_ALLOW_PRIVATE = "ALERTD_ALLOW_PRIVATE"
+from alertd.errors import FetchError
+from alertd.models import FetchResult, FetchStatus, Hint
+from alertd.netguard import (
+    IPNetwork,
+    Resolver,
+    allow_private_from_env,
+    explicitly_configured,
+    resolve_checked,
+)
 
 ERROR_CLASSES = frozenset(
     {
@@ -68,25 +64,6 @@ ERROR_CLASSES = frozenset(
     }
 )
 
-_FORBIDDEN_NETWORKS: tuple[IPNetwork, ...] = tuple(
-    ipaddress.ip_network(cidr)
-    for cidr in (
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "::/128",
-        "::1/128",
-        "::ffff:0:0/96",
-        "64:ff9b::/96",
-        "64:ff9b:1::/48",
-        "fc00::/7",
-        "fe80::/10",
-    )
-)
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _PERMANENT_REDIRECT_STATUSES = frozenset({301, 308})
 _RATE_LIMIT_STATUSES = frozenset({429, 503})
@@ -99,20 +76,6 @@ _ZLIB_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "defl
 _checked_addresses: contextvars.ContextVar[dict[tuple[str, int], tuple[str, ...]]] = contextvars.ContextVar(
     "alertd_checked_addresses"
 )
-
-
-def allow_private_from_env(environ: Mapping[str, str] | None = None) -> tuple[IPNetwork, ...]:
-    """The networks listed in ``ALERTD_ALLOW_PRIVATE`` (comma-separated CIDRs); raises ConfigError if invalid."""
-    raw = (os.environ if environ is None else environ).get(ENV_ALLOW_PRIVATE, "")
-    networks: list[IPNetwork] = []
-    for cidr in filter(None, (part.strip() for part in raw.split(","))):
-        try:
-            networks.append(ipaddress.ip_network(cidr, strict=False))
-        except ValueError as exc:
-            raise ConfigError.single(
-                Path(f"${ENV_ALLOW_PRIVATE}"), f"not a network: {cidr!r}", key=ENV_ALLOW_PRIVATE
-            ) from exc
-    return tuple(networks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,17 +94,6 @@ class FetchPolicy:
     """Non-public networks feeds may connect to anyway; defaults to ``ALERTD_ALLOW_PRIVATE``."""
     resolve: Resolver | None = None
     """Name resolution hook (tests); ``None`` uses the system resolver through ``loop.getaddrinfo``."""
-
-
-def is_forbidden_address(address: IPAddress) -> bool:
-    """True for any address a feed at a public hostname must not reach (loopback, private, link-local, ...)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return True
-    return (
-        any(address in network for network in _FORBIDDEN_NETWORKS)
-        or address.is_multicast
-        or not address.is_global
-    )
 
 
 def make_client(policy: FetchPolicy, *, ssl_context: ssl.SSLContext | None = None) -> httpx.AsyncClient:
@@ -198,14 +150,20 @@ async def _fetch(
 ) -> FetchResult:
     """Follow redirects hop by hop, checking each, and turn the final response into a result."""
     current = _checked_url(url)
-    trusted_host = _explicitly_configured_host(current)
+    trusted_host = _host_of(current) if explicitly_configured(_host_of(current)) else None
     checked: dict[tuple[str, int], tuple[str, ...]] = {}
     token = _checked_addresses.set(checked)
     try:
         redirect_statuses: list[int] = []
         for _ in range(policy.max_redirects + 1):
             host, port = _host_of(current), _port_of(current)
-            checked[(host, port)] = await _resolve_checked(host, port, policy, trusted_host)
+            checked[(host, port)] = await resolve_checked(
+                host,
+                port,
+                allow_private=policy.allow_private,
+                resolver=policy.resolve,
+                trusted_host=trusted_host,
+            )
             request = client.build_request("GET", current, headers=_conditional(etag, last_modified))
             response = await client.send(request, stream=True)
             try:
@@ -261,59 +219,6 @@ def _port_of(url: httpx.URL) -> int:
     return url.port or (443 if url.scheme == "https" else 80)
 
 
-def _explicitly_configured_host(url: httpx.URL) -> str | None:
-    """The host of a configured URL that names a literal IP or localhost: the admin chose that address."""
-    host = _host_of(url)
-    if host == "localhost" or _as_ip(host) is not None:
-        return host
-    return None
-
-
-def _as_ip(text: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return None
-
-
-def _may_connect(address: IPAddress, allow_private: Iterable[IPNetwork]) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    allowed = any(address.version == net.version and address in net for net in allow_private)
-    return allowed or not is_forbidden_address(address)
-
-
-async def _resolve_checked(
-    host: str, port: int, policy: FetchPolicy, trusted_host: str | None
-) -> tuple[str, ...]:
-    """Resolve ``host`` and check every address; raise ssrf_blocked if any is forbidden."""
-    addresses = await _resolve(host, port, policy.resolve)
-    if host == trusted_host:
-        return addresses
-    for text in addresses:
-        address = _as_ip(text)
-        if address is None or not _may_connect(address, policy.allow_private):
-            raise FetchError(host, "ssrf_blocked", f"resolves to non-public address {text}")
-    return addresses
-
-
-async def _resolve(host: str, port: int, resolver: Resolver | None) -> tuple[str, ...]:
-    if _as_ip(host) is not None:
-        return (host,)
-    try:
-        addresses = tuple(await (resolver or _system_resolve)(host, port))
-    except OSError as exc:
-        raise FetchError(host, "dns_error", f"cannot resolve: {exc}") from exc
-    if not addresses:
-        raise FetchError(host, "dns_error", "resolves to no address")
-    return addresses
-
-
-async def _system_resolve(host: str, port: int) -> Sequence[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
 async def _result_of(
     response: httpx.Response,
     url: str,
@@ -324,14 +229,21 @@ async def _result_of(
 ) -> FetchResult:
     """Name the outcome of the final response; read the body only for a 2xx."""
     status = response.status_code
+    headers = response.headers
     common: dict[str, Any] = {
         "url": url,
         "http_status": status,
-        "headers": tuple(response.headers.multi_items()),
-        "etag": response.headers.get("etag") or etag,
-        "last_modified": response.headers.get("last-modified") or last_modified,
+        "headers": tuple(headers.multi_items()),
+        "etag": headers.get("etag") or etag,
+        "last_modified": headers.get("last-modified") or last_modified,
         "final_url": str(response.request.url),
         "permanent_redirect": _permanent_target(response, redirect_statuses),
+        "content_type": headers.get("content-type"),
+        "base_url": urljoin(url, _last(headers, "content-location")),
+        "fresh_for": freshness(
+            headers.get_list("cache-control"), _last(headers, "expires"), _last(headers, "date")
+        ),
+        "retry_after": retry_after_hint(_last(headers, "retry-after")),
     }
     if 200 <= status < 300:
         body = await _read_capped(response, policy.max_body_bytes)
@@ -343,6 +255,56 @@ async def _result_of(
         return FetchResult(status=FetchStatus.GONE, error=f"HTTP {status}", **common)
     error_class = _error_class_of_status(status)
     return FetchResult(status=FetchStatus.ERROR, error_class=error_class, error=f"HTTP {status}", **common)
+
+
+def _last(headers: httpx.Headers, name: str) -> str:
+    values = headers.get_list(name)
+    return values[-1].strip() if values else ""
+
+
+def freshness(cache_control: Iterable[str], expires: str, date: str) -> Hint | None:
+    """How long a response says it stays fresh: ``max-age``, else ``Expires`` − ``Date``.
+
+    ``no-cache`` / ``no-store`` and unreadable values give None (no hint), as does an Expires not after Date.
+    Without a Date, the Expires instant itself (the caller's clock measures it).
+    """
+    directives = [d.strip().lower() for value in cache_control for d in value.split(",")]
+    for directive in directives:
+        name, _, value = directive.partition("=")
+        if name.strip() == "max-age" and value.strip().strip('"').isdigit():
+            seconds = int(value.strip().strip('"'))
+            return timedelta(seconds=seconds) if seconds > 0 else None
+    if any(d in ("no-cache", "no-store") for d in directives):
+        return None
+    until = http_date(expires)
+    if until is None:
+        return None
+    served = http_date(date)
+    if served is None:
+        return until
+    lifetime = until - served
+    return lifetime if lifetime > timedelta(0) else None
+
+
+def retry_after_hint(value: str) -> Hint | None:
+    """A ``Retry-After`` value: delta-seconds as a duration, an HTTP-date as an instant; None if unreadable."""
+    text = value.strip()
+    if text.isdigit():
+        return timedelta(seconds=int(text))
+    return http_date(text)
+
+
+def http_date(text: str) -> datetime | None:
+    """An HTTP-date (RFC 9110: IMF-fixdate, or the obsolete forms) as an aware UTC datetime, else None."""
+    if not text.strip():
+        return None
+    try:
+        moment = parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
 
 
 def _permanent_target(response: httpx.Response, redirect_statuses: Sequence[int]) -> str | None:
@@ -484,7 +446,10 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         addresses = _checked_addresses.get({}).get((host, port))
         if addresses is None:
-            addresses = await _resolve_checked(host, port, self._policy, trusted_host=None)
+            policy = self._policy
+            addresses = await resolve_checked(
+                host, port, allow_private=policy.allow_private, resolver=policy.resolve, trusted_host=None
+            )
         last_error: Exception | None = None
         for address in addresses:
             try:

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from alertd.models import Entry, ParsedFeed
-from alertd.parse import Headers, ParserPool, base_uri
+from alertd.parse import ParserPool, base_uri
 
 _OPEN = b"<item>"
 _CLOSE = b"</item>"
@@ -83,23 +83,23 @@ class Layouts:
 
 
 async def parse(
-    pool: ParserPool, layouts: Layouts, key: str, body: bytes, headers: Headers, url: str
+    pool: ParserPool, layouts: Layouts, key: str, body: bytes, content_type: str | None, base_url: str
 ) -> Parse:
     """Parse a document of the feed ``key`` in ``pool``, only its unknown items when its layout allows.
 
     Raises ParseError as :meth:`ParserPool.parse` does (the feed's layout is then forgotten).
     """
-    context = parsing_context(headers, base_uri(headers, url))
+    context = parsing_context(content_type, base_uri(base_url))
     layout = layouts.by_feed.get(key)
     steps = plan(layout, context, body) if layout is not None else None
     if steps is not None:
-        reduced = await pool.parse_fast(steps.document, headers, url) if steps.spans else None
+        reduced = await pool.parse_fast(steps.document, content_type, base_url) if steps.spans else None
         result = assemble(steps, reduced)
         if result is not None:
             layouts.by_feed[key] = after(steps, result)
             return result
     layouts.forget(key)
-    feed = await pool.parse(body, headers, url)
+    feed = await pool.parse(body, content_type, base_url)
     remembered = remember(context, body, feed) if layouts.enabled else None
     if remembered is not None:
         layouts.by_feed[key] = remembered
@@ -200,11 +200,9 @@ def slim(entry: Entry) -> Entry:
     return entry
 
 
-def parsing_context(headers: Headers, base: str) -> bytes:
+def parsing_context(content_type: str | None, base: str) -> bytes:
     """What the parser reads besides the bytes: the media type and the base URL."""
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    content_type = next((str(value) for name, value in pairs if str(name).lower() == "content-type"), "")
-    return f"{content_type}\n{base}".encode("utf-8", "surrogatepass")
+    return f"{content_type or ''}\n{base}".encode("utf-8", "surrogatepass")
 
 
 def _frame(context: bytes, head: bytes, tail: bytes) -> bytes:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 class FetchStatus(enum.Enum):
@@ -26,15 +26,23 @@ class FetchStatus(enum.Enum):
     ERROR = "error"
 
 
+Hint = timedelta | datetime
+"""A server's hint about time: a duration (``max-age=3600``, ``Retry-After: 120``), or the instant it runs to
+(an HTTP-date), which only the caller's ``now`` turns into a duration."""
+
+
 @dataclass(frozen=True, slots=True)
 class FetchResult:
-    """The outcome of one conditional GET of a feed."""
+    """The outcome of one conditional GET of a feed, with the response translated into fields at the edge:
+    nothing downstream reads HTTP headers."""
 
     url: str
+    """The URL that was fetched (the feed's, or where it moved)."""
     status: FetchStatus
     http_status: int | None = None
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
+    """The response headers as received, for diagnostics only: the fields below are what the stages read."""
     etag: str | None = None
     last_modified: str | None = None
     final_url: str | None = None
@@ -42,6 +50,15 @@ class FetchResult:
     error_class: str | None = None
     error: str | None = None
     elapsed: float = 0.0
+    content_type: str | None = None
+    """The Content-Type sent (the parser reads the media type and charset from it)."""
+    base_url: str = ""
+    """Where the document's relative links resolve: its Content-Location made absolute against ``url``."""
+    fresh_for: Hint | None = None
+    """How long the response says it stays fresh: ``Cache-Control: max-age``, else ``Expires`` − ``Date``
+    (the ``Expires`` instant itself when no ``Date`` came); None without a usable hint, or with no-cache."""
+    retry_after: Hint | None = None
+    """``Retry-After`` (delta-seconds or an HTTP-date), unclamped; None if absent or unreadable."""
 
 
 @dataclass(frozen=True, slots=True)

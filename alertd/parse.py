@@ -12,7 +12,8 @@ neither fetch anything nor read a file. Its ``bozo`` flag is judged by an explic
 
 feedparser can spin for a long time on crafted input (a 64 KB ``<author>`` takes seconds to minutes in its e-mail
 regex), so the daemon parses in :class:`ParserPool`: worker processes with a wall-clock limit past which the
-worker is killed, and an address-space limit (F11). :func:`parse_feed` itself is pure and synchronous.
+worker is killed, and an address-space limit (F11). :func:`parse_feed` itself is pure and synchronous: it is what
+a worker runs. It reads no HTTP headers: the fetch translated the response into a content type and a base URL.
 """
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
-from urllib.parse import urljoin
 
 import feedparser
 from feedparser.urls import make_safe_absolute_uri
@@ -42,42 +42,27 @@ from alertd.fastparse import text_or_none as _text
 from alertd.fastparse import ttl_minutes as _ttl_minutes
 from alertd.models import Entry, ParsedFeed
 
-Headers = Mapping[str, str] | Sequence[tuple[str, str]]
-
 WORKER_MEMORY_LIMIT = 512 * 1024 * 1024
 """Address-space limit of a parse worker, in bytes (RELIABILITY F11)."""
 
 _BENIGN_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 
 
-def parse_feed(body: bytes, headers: Headers, url: str) -> ParsedFeed:
-    """Parse a feed document; raise ParseError when the bytes are not a usable feed."""
-    outcome = parse_in_worker(body, headers, url)
-    if isinstance(outcome, str):
-        raise ParseError(url, outcome)
-    return outcome
+def parse_feed(body: bytes, content_type: str | None, base_url: str) -> ParsedFeed:
+    """Parse a feed document; raise ParseError when the bytes are not a usable feed.
 
-
-def parse_in_worker(body: bytes, headers: Headers, url: str) -> ParsedFeed | str:
-    """The worker entry point: the parsed feed, or a description of why the bytes are not a feed. Never raises."""
-    try:
-        return _parse(body, headers, url)
-    except MemoryError:
-        return "parse worker memory limit exceeded"
-    except Exception as exc:  # a feedparser bug on hostile input must not take the worker down
-        return f"parser failed: {type(exc).__name__}: {exc}"
-
-
-def _parse(body: bytes, headers: Headers, url: str) -> ParsedFeed | str:
-    response_headers = _response_headers(headers, url)
-    fast = parse_fast(body, response_headers, _base_uri(response_headers))
+    ``content_type`` and ``base_url`` are what the fetch translated from the response
+    (``FetchResult.content_type``, ``FetchResult.base_url``). This is what a parse worker runs.
+    """
+    headers = _response_headers(content_type, base_url)
+    fast = parse_fast(body, content_type, _base_uri(headers))
     if fast is not None:
         return fast
-    document = feedparser.parse(io.BytesIO(body), response_headers=response_headers)
+    document = feedparser.parse(io.BytesIO(body), response_headers=headers)
     entries = [_entry(raw) for raw in document.get("entries", [])]
     judgement = _judge_bozo(document, has_entries=bool(entries))
     if judgement.fatal:
-        return judgement.message
+        raise ParseError(base_url, judgement.message)
     channel = document.get("feed", {})
     return ParsedFeed(
         title=_plain_text(channel.get("title")) or None,
@@ -88,24 +73,35 @@ def _parse(body: bytes, headers: Headers, url: str) -> ParsedFeed | str:
     )
 
 
-def _response_headers(headers: Headers, url: str) -> dict[str, str]:
-    """Header names lower-cased as feedparser expects; Content-Location absolute so relative links resolve."""
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    lowered = {str(name).lower(): str(value) for name, value in pairs}
-    lowered["content-location"] = urljoin(url, lowered.get("content-location", ""))
-    return lowered
+def parse_in_worker(body: bytes, content_type: str | None, base_url: str) -> ParsedFeed | str:
+    """The worker entry point: the parsed feed, or a description of why the bytes are not a feed. Never raises."""
+    try:
+        return parse_feed(body, content_type, base_url)
+    except ParseError as exc:
+        return exc.detail
+    except MemoryError:
+        return "parse worker memory limit exceeded"
+    except Exception as exc:  # a feedparser bug on hostile input must not take the worker down
+        return f"parser failed: {type(exc).__name__}: {exc}"
 
 
-def base_uri(headers: Headers, url: str) -> str:
-    """The base URI relative links of a document fetched from ``url`` resolve against."""
-    return _base_uri(_response_headers(headers, url))
+def _response_headers(content_type: str | None, base_url: str) -> dict[str, str]:
+    """What feedparser is told of the response: the media type, and where relative links resolve."""
+    headers = {"content-location": base_url}
+    if content_type is not None:
+        headers["content-type"] = content_type
+    return headers
 
 
-def parse_fast_in_worker(body: bytes, headers: Headers, url: str) -> ParsedFeed | None:
+def base_uri(base_url: str) -> str:
+    """The base URI relative links of a document resolve against, as feedparser computes it."""
+    return _base_uri(_response_headers(None, base_url))
+
+
+def parse_fast_in_worker(body: bytes, content_type: str | None, base_url: str) -> ParsedFeed | None:
     """The worker entry point for the fast path alone: None when it refuses the document. Never raises."""
     try:
-        response_headers = _response_headers(headers, url)
-        return parse_fast(body, response_headers, _base_uri(response_headers))
+        return parse_fast(body, content_type, base_uri(base_url))
     except Exception:  # the caller parses the whole document the usual way
         return None
 
@@ -188,41 +184,42 @@ class ParserPool:
         self._slots = asyncio.Semaphore(self._max_workers)
         self._executor = self._new_executor()
 
-    async def parse(self, body: bytes, headers: Headers, url: str, *, time_limit: float = 10.0) -> ParsedFeed:
-        """Parse in a worker; raise ParseError if not a feed, on timeout, or if the worker dies."""
-        header_pairs = _pairs(headers)
+    async def parse(
+        self, body: bytes, content_type: str | None, base_url: str, *, time_limit: float = 10.0
+    ) -> ParsedFeed:
+        """:func:`parse_feed` in a worker; raise ParseError if not a feed, on timeout, or if the worker dies."""
         async with self._slots:
-            outcome = await self._run(parse_in_worker, body, header_pairs, url, time_limit)
+            outcome = await self._run(parse_in_worker, body, content_type, base_url, time_limit)
         if isinstance(outcome, str):
-            raise ParseError(url, outcome)
+            raise ParseError(base_url, outcome)
         assert outcome is not None
         return outcome
 
     async def parse_fast(
-        self, body: bytes, headers: Headers, url: str, *, time_limit: float = 10.0
+        self, body: bytes, content_type: str | None, base_url: str, *, time_limit: float = 10.0
     ) -> ParsedFeed | None:
         """The fast path alone, in a worker: None when it refuses the document, or on any failure."""
-        header_pairs = _pairs(headers)
         try:
             async with self._slots:
-                outcome = await self._run(parse_fast_in_worker, body, header_pairs, url, time_limit)
+                outcome = await self._run(parse_fast_in_worker, body, content_type, base_url, time_limit)
         except ParseError:
             return None
         return outcome if isinstance(outcome, ParsedFeed) else None
 
     async def _run(
         self,
-        function: Callable[[bytes, Headers, str], ParsedFeed | str | None],
+        function: Callable[[bytes, str | None, str], ParsedFeed | str | None],
         body: bytes,
-        headers: Headers,
-        url: str,
+        content_type: str | None,
+        base_url: str,
         time_limit: float,
     ) -> ParsedFeed | str | None:
+        url = base_url
         loop = asyncio.get_running_loop()
         deadline = loop.time() + time_limit
         for attempt in (1, 2):
             executor = self._executor
-            future: Future[ParsedFeed | str | None] = executor.submit(function, body, headers, url)
+            future: Future[ParsedFeed | str | None] = executor.submit(function, body, content_type, base_url)
             try:
                 return await asyncio.wait_for(asyncio.wrap_future(future), deadline - loop.time())
             except asyncio.TimeoutError:
@@ -265,11 +262,6 @@ class ParserPool:
         if self._executor is executor:
             self._executor = self._new_executor()
         _kill(executor)
-
-
-def _pairs(headers: Headers) -> tuple[tuple[str, str], ...]:
-    """Headers as a plain tuple: what is pickled to a worker."""
-    return tuple((str(k), str(v)) for k, v in (headers.items() if isinstance(headers, Mapping) else headers))
 
 
 def _kill(executor: ProcessPoolExecutor) -> None:

@@ -37,7 +37,7 @@ from alertd.fetch import FetchPolicy, fetch_feed
 from alertd.identify import EntryKey, entry_keys, is_flood, item_link_key, make_items, novel_items
 from alertd.match import match_item
 from alertd.metrics import Metrics
-from alertd.models import FeedHealth, FetchStatus, Item, Match, MatchedItem, ParsedFeed
+from alertd.models import FeedHealth, FetchResult, FetchStatus, Hint, Item, Match, MatchedItem, ParsedFeed
 from alertd.parse import ParserPool
 from alertd.quiet import in_quiet_hours, release_time
 from alertd.render import render_digest
@@ -139,8 +139,8 @@ async def poll_feed(rt: Runtime, feed: FeedConfig, now: datetime) -> PollReport:
         return PollReport(feed.url, feed.name, "gone", error_class="gone", error="HTTP 410 Gone")
     if result.status is FetchStatus.ERROR:
         error_class = result.error_class or "error"
-        return _record_error(rt, feed, state, error_class, result.error or "", now, headers=result.headers)
-    lifetime = schedule.cache_lifetime(result.headers, now)
+        return _record_error(rt, feed, state, error_class, result.error or "", now, hint=result.retry_after)
+    lifetime = schedule.cache_lifetime(result.fresh_for, now)
     if result.status is FetchStatus.NOT_MODIFIED:
         interval = _interval(rt, feed, state, now)
         rt.store.record_not_modified(
@@ -168,7 +168,7 @@ async def poll_feed(rt: Runtime, feed: FeedConfig, now: datetime) -> PollReport:
         )
         return PollReport(feed.url, feed.name, "unchanged")
     try:
-        parsed, keys, known, seen_link_keys = await _parse_and_identify(rt, feed, result.body, result.headers)
+        parsed, keys, known, seen_link_keys = await _parse_and_identify(rt, feed, result)
     except ParseError as exc:
         return _record_error(rt, feed, state, "parse_error", str(exc), now)
 
@@ -256,17 +256,19 @@ def _moved_event(feed: FeedConfig, state: FeedState, target: str) -> tuple[str, 
 
 
 async def _parse_and_identify(
-    rt: Runtime, feed: FeedConfig, body: bytes, headers: Sequence[tuple[str, str]]
+    rt: Runtime, feed: FeedConfig, result: FetchResult
 ) -> tuple[ParsedFeed, tuple[EntryKey, ...], set[str], list[str]]:
     """Parse (only the unknown items when possible, see alertd.incremental) and tell known entries from new."""
-    parsed = await incremental.parse(rt.parser, rt.layouts, feed.url, body, headers, feed.url)
+    parsed = await incremental.parse(
+        rt.parser, rt.layouts, feed.url, result.body, result.content_type, result.base_url
+    )
     keys = entry_keys(parsed.feed.entries, feed.url)
     known, seen_link_keys = _known_items(rt.store, feed.url, keys)
     if any(index in parsed.reused and key.key not in known for index, key in enumerate(keys)):
         # An entry remembered without its summary is new to the store (the poll that saw it never committed,
         # or it was pruned): parse the whole document to have all of it.
         rt.layouts.forget(feed.url)
-        return await _parse_and_identify(rt, feed, body, headers)
+        return await _parse_and_identify(rt, feed, result)
     return parsed.feed, keys, known, seen_link_keys
 
 
@@ -381,14 +383,14 @@ def _record_error(
     message: str,
     now: datetime,
     *,
-    headers: Sequence[tuple[str, str]] = (),
+    hint: Hint | None = None,
 ) -> PollReport:
     """Back off exponentially (never give up: RELIABILITY F9), honouring Retry-After on 429 / 503 (F8)."""
     interval = _interval(rt, feed, state, now)
-    hint = schedule.retry_after(headers, now) if error_class == "rate_limited" else None
+    delay = schedule.retry_after(hint, now) if error_class == "rate_limited" else None
     failures = state.consecutive_failures + 1
     next_poll = schedule.next_retry_time(
-        now, failures, interval, poll_bounds(rt.config), rt.rng, retry_after=hint
+        now, failures, interval, poll_bounds(rt.config), rt.rng, retry_after=delay
     )
     rt.store.record_failure(feed.url, error_class, message, now, next_poll)
     log.warning(

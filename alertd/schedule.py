@@ -9,15 +9,16 @@ wall clock; a wall time that happens twice (fall back) fires at its first occurr
 
 from __future__ import annotations
 
-import email.utils
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
+
+from alertd.models import Hint
 
 UTC = timezone.utc  # datetime.UTC is Python 3.11+
 
@@ -226,38 +227,20 @@ def feed_interval(
     return bounds.clamp(observed if observed is not None else configured)
 
 
-def cache_lifetime(headers: Iterable[tuple[str, str]], now: datetime) -> timedelta | None:
-    """How long the response says it stays fresh: ``Cache-Control: max-age``, else ``Expires`` − ``Date``.
-
-    ``no-cache`` / ``no-store`` and unreadable values give None (no hint), as does an Expires in the past.
-    """
-    values = _header_values(headers)
-    directives = [d.strip().lower() for v in values.get("cache-control", []) for d in v.split(",")]
-    for directive in directives:
-        name, _, value = directive.partition("=")
-        if name.strip() == "max-age" and value.strip().strip('"').isdigit():
-            seconds = int(value.strip().strip('"'))
-            return timedelta(seconds=seconds) if seconds > 0 else None
-    if any(d in ("no-cache", "no-store") for d in directives):
+def cache_lifetime(hint: Hint | None, now: datetime) -> timedelta | None:
+    """How long a response stays fresh (``FetchResult.fresh_for``), as a duration from ``now``; None when
+    there is no hint or it has run out."""
+    if hint is None:
         return None
-    expires = _http_date(values.get("expires", [""])[-1])
-    if expires is None:
-        return None
-    served = _http_date(values.get("date", [""])[-1]) or now
-    lifetime = expires - served
+    lifetime = hint - now if isinstance(hint, datetime) else hint
     return lifetime if lifetime > timedelta(0) else None
 
 
-def retry_after(headers: Iterable[tuple[str, str]], now: datetime) -> timedelta | None:
-    """``Retry-After`` as delta-seconds or an HTTP-date, clamped to [60 s, 24 h]; None if absent or unreadable."""
-    raw = _header_values(headers).get("retry-after", [""])[-1].strip()
-    if raw.isdigit():
-        delay = timedelta(seconds=int(raw))
-    else:
-        moment = _http_date(raw)
-        if moment is None:
-            return None
-        delay = moment - now
+def retry_after(hint: Hint | None, now: datetime) -> timedelta | None:
+    """``Retry-After`` (``FetchResult.retry_after``) as a delay from ``now``, clamped to [60 s, 24 h]."""
+    if hint is None:
+        return None
+    delay = hint - now if isinstance(hint, datetime) else hint
     return min(max(delay, RETRY_AFTER_MIN), RETRY_AFTER_MAX)
 
 
@@ -298,23 +281,3 @@ def _spread(wait: timedelta, jitter: float, floor: timedelta, rng: random.Random
     if seconds < floor.total_seconds():
         seconds = floor.total_seconds() * rng.uniform(1, 1 + jitter)
     return timedelta(seconds=seconds)
-
-
-def _header_values(headers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    values: dict[str, list[str]] = {}
-    for name, value in headers:
-        values.setdefault(name.lower(), []).append(value)
-    return values
-
-
-def _http_date(text: str) -> datetime | None:
-    """An HTTP-date (RFC 9110: IMF-fixdate, or the obsolete forms) as an aware UTC datetime, else None."""
-    if not text.strip():
-        return None
-    try:
-        moment = email.utils.parsedate_to_datetime(text.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)

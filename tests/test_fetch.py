@@ -16,14 +16,9 @@ import pytest
 import trustme
 
 from alertd.errors import ConfigError, FetchError
-from alertd.fetch import (
-    FetchPolicy,
-    allow_private_from_env,
-    fetch_feed,
-    is_forbidden_address,
-    make_client,
-)
+from alertd.fetch import FetchPolicy, fetch_feed, freshness, make_client
 from alertd.models import FetchResult, FetchStatus
+from alertd.netguard import allow_private_from_env, is_forbidden_address
 from tests.feedserver import FeedServer, gzip_body, make_rss
 
 FEED = make_rss([{"title": "Cognac : la Chine taxe", "link": "https://www.bfmtv.com/economie/a.html"}])
@@ -69,6 +64,47 @@ async def test_ok_returns_body_validators_and_sends_user_agent(feed_server: Feed
     assert feed_server.requests("/bfm.xml")[0].headers["User-Agent"] == "alertd-test/1"
     assert result.permanent_redirect is None
     assert feed_server.url("/bfm.xml") == result.final_url
+
+
+async def test_the_response_is_translated_into_fields_once(feed_server: FeedServer) -> None:
+    """What parse and schedule read: the Content-Type, the base URL, the freshness and Retry-After hints."""
+    served = {
+        "Content-Type": "application/rss+xml; charset=utf-8",
+        "Content-Location": "/rss/economie/",
+        "Cache-Control": "public, max-age=900",
+        "Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT",
+    }
+    feed_server.route("/bfm.xml", FEED, headers=served)
+    result = await fetch(feed_server.url("/bfm.xml"))
+    assert "application/rss+xml; charset=utf-8" == result.content_type
+    assert feed_server.url("/rss/economie/") == result.base_url
+    assert dt.timedelta(minutes=15) == result.fresh_for
+    assert dt.datetime(2026, 10, 21, 7, 28, tzinfo=dt.timezone.utc) == result.retry_after
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "expires", "date", "expected"),
+    [
+        (["max-age=60"], "", "", dt.timedelta(seconds=60)),
+        (["no-cache"], "Wed, 21 Oct 2026 09:00:00 GMT", "", None),
+        ([], "Wed, 21 Oct 2026 09:00:00 GMT", "Wed, 21 Oct 2026 07:00:00 GMT", dt.timedelta(hours=2)),
+        ([], "Wed, 21 Oct 2026 09:00:00 GMT", "", dt.datetime(2026, 10, 21, 9, tzinfo=dt.timezone.utc)),
+        ([], "Wed, 21 Oct 2026 06:00:00 GMT", "Wed, 21 Oct 2026 07:00:00 GMT", None),
+        (["max-age=junk"], "not a date", "", None),
+    ],
+    ids=[
+        "max-age",
+        "no-cache-wins-over-expires",
+        "expires-minus-date",
+        "expires-without-date",
+        "expired",
+        "junk",
+    ],
+)
+def test_freshness_hint_of_a_response(
+    cache_control: list[str], expires: str, date: str, expected: object
+) -> None:
+    assert expected == freshness(cache_control, expires, date)
 
 
 async def test_matching_etag_gets_not_modified_without_body(feed_server: FeedServer) -> None:

@@ -112,8 +112,8 @@ def test_entries_without_guid_use_link_then_content() -> None:
 
 def test_items_without_guid_or_link_keep_keys_across_two_parses() -> None:
     body = make_rss([{"title": f"Brève {i}", "lede": f"Texte {i}"} for i in range(20)])
-    first = [i.key for i in items_of(list(parse_feed(body, {}, ECO).entries))]
-    second = [i.key for i in items_of(list(parse_feed(body, {}, ECO).entries))]
+    first = [i.key for i in items_of(list(parse_feed(body, None, ECO).entries))]
+    second = [i.key for i in items_of(list(parse_feed(body, None, ECO).entries))]
     assert first == second
     assert len(set(first)) == 20
 
@@ -132,7 +132,7 @@ def test_five_thousand_item_feed_is_parsed_and_fully_identified() -> None:
     ]
     body = make_rss(rows)
     started = time.monotonic()
-    items = items_of(list(parse_feed(body, {}, ECO).entries))
+    items = items_of(list(parse_feed(body, None, ECO).entries))
     assert time.monotonic() - started < 10
     assert len({item.key for item in items}) == 5000
 

@@ -22,6 +22,7 @@ import pytest
 
 from alertd import pipeline, schedule
 from alertd.config import FeedConfig, load_config
+from alertd.fetch import retry_after_hint
 from alertd.models import Item, ParsedFeed
 from alertd.parse import ParserPool
 from alertd.service import open_runtime, run_once
@@ -93,9 +94,9 @@ class CountingParser:
         self.real = real
         self.calls = 0
 
-    async def parse(self, body: bytes, headers: Any, url: str) -> ParsedFeed:
+    async def parse(self, body: bytes, content_type: str | None, url: str) -> ParsedFeed:
         self.calls += 1
-        return await self.real.parse(body, headers, url)
+        return await self.real.parse(body, content_type, url)
 
 
 async def poll(rt: pipeline.Runtime, target: FeedConfig, now: datetime) -> pipeline.PollReport:
@@ -130,7 +131,7 @@ async def test_retry_after_in_seconds_or_as_a_date_delays_only_that_feed(
 
 def test_retry_after_is_clamped_between_a_minute_and_a_day() -> None:
     def hint(value: str) -> timedelta | None:
-        return schedule.retry_after([("Retry-After", value)], NOW)
+        return schedule.retry_after(retry_after_hint(value), NOW)
 
     assert hint("5") == timedelta(seconds=60)
     assert hint("120") == timedelta(seconds=120)

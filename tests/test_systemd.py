@@ -89,7 +89,7 @@ MDWE_SMOKE = textwrap.dedent(
           b'<link>https://example.org/a</link></item></channel></rss>'
     async def main():
         with ParserPool(max_workers=1) as pool:
-            parsed = await pool.parse(doc, {}, "https://example.org/feed")
+            parsed = await pool.parse(doc, None, "https://example.org/feed")
         assert parsed.entries[0].title == "Alibaba"
     asyncio.run(main())
     assert check_templates(load_templates(None)) == []
