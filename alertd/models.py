@@ -85,6 +85,9 @@ class ParsedFeed:
     item_spans: tuple[tuple[int, int], ...] | None = None
     """Byte range of each entry's ``<item>`` element in the document, when the fast path parsed it (see
     :mod:`alertd.incremental`); None from feedparser."""
+    notices: tuple[str, ...] = ()
+    """Items the parser had to clean or drop to keep the rest of the feed (one line each, for the feed's
+    notice): a character reference outside Unicode, a field over its cap, an entry that failed to convert."""
 
 
 @dataclass(frozen=True, slots=True)
