@@ -14,111 +14,30 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from alertd import schedule as schedule_mod
 from alertd.errors import ConfigError, Problem
+from alertd.models import MessageLanguage
 from alertd.quiet import QuietHours, parse_quiet_hours
 from alertd.tomlsource import KeyPath, TomlDocument
 from alertd.tomlsource import load as load_toml
 
 DEFAULT_USER_AGENT = "alertd/0.1 (+https://example.invalid/alertd; self-hosted news alerts)"
+MIN_RETENTION = timedelta(days=90)
+"""Items are remembered at least this long after they left their feed (RELIABILITY I5): a shorter memory would
+let an item that left its feed and came back be alerted again."""
 CONFIG_SEARCH_PATH = (
     Path("alertd.toml"),
     Path("~/.config/alertd/alertd.toml"),
     Path("/etc/alertd/alertd.toml"),
 )
 
+FirstPoll = Literal["seed", "alert"]
+DeliveryMethod = Literal["maildir", "mbox", "smtp"]
+SmtpSecurity = Literal["starttls", "tls", "none"]
 
-@dataclass(frozen=True, slots=True)
-class PollConfig:
-    interval: timedelta = timedelta(minutes=15)
-    concurrency: int = 64
-    timeout: timedelta = timedelta(seconds=30)
-    user_agent: str = DEFAULT_USER_AGENT
-    first_poll: str = "seed"  # "seed" | "alert"
-    max_body_bytes: int = 10 * 1024 * 1024
-    jitter: float = 0.1
-    min_interval: timedelta = timedelta(minutes=15)
-    max_interval: timedelta = timedelta(hours=24)
-
-
-@dataclass(frozen=True, slots=True)
-class FeedConfig:
-    url: str
-    name: str
-    interval: timedelta | None = None
-    tags: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class SmtpConfig:
-    host: str = "localhost"
-    port: int = 587
-    security: str = "starttls"  # "starttls" | "tls" | "none"
-    username: str | None = None
-    password_file: Path | None = None
-    timeout: timedelta = timedelta(seconds=120)
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryConfig:
-    method: str = "maildir"  # "maildir" | "mbox" | "smtp"
-    maildir: Path = Path("var/mail")
-    mbox: Path = Path("var/alertd.mbox")
-    sender: str = "alertd@localhost"
-    smtp: SmtpConfig = SmtpConfig()
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriberConfig:
-    email: str
-    name: str
-    topics: tuple[str, ...] | None  # None: every topic of the watchlist
-    schedule: schedule_mod.DigestSchedule
-    timezone: str
-    quiet_hours: QuietHours | None = None
-    """Mail to this subscriber is held while the local time is in this window, and sent when it ends."""
-    max_items_per_topic: int = 20
-    """Stories shown in full per topic; the rest are listed by title ("+N more")."""
-    language: str = "fr"
-    """Language of the digest's fixed strings and dates: "fr" or "en"."""
-
-
-@dataclass(frozen=True, slots=True)
-class DigestConfig:
-    debounce: timedelta = timedelta(minutes=2)
-    """Matches of a priority topic found within this time of the first one share one alert email."""
-    feed_health_after: timedelta = timedelta(hours=6)
-    """A feed failing for longer than this is reported in digests."""
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    path: Path
-    watchlist: Path
-    state_path: Path
-    templates_dir: Path | None
-    poll: PollConfig
-    feeds: tuple[FeedConfig, ...]
-    delivery: DeliveryConfig
-    subscribers: tuple[SubscriberConfig, ...]
-    feeds_file: Path | None = None
-    """The tool-managed feeds file (``alertd feeds import``); its ``[[feed]]`` entries are in ``feeds``."""
-    metrics_listen: str | None = None
-    """``host:port`` of the Prometheus exporter; None: no exporter."""
-    retention: timedelta = timedelta(days=90)
-    """How long items, matches and sent mail are kept after they stop mattering."""
-    digest: DigestConfig = DigestConfig()
-    """How digests and priority alerts are built (``[digest]``)."""
-
-
-_POLL_DEFAULT = PollConfig()
-_DELIVERY_DEFAULT = DeliveryConfig()
-_SMTP_DEFAULT = SmtpConfig()
-
-# --- the option table ---------------------------------------------------------------------------------
-# Each option once: its key, how to convert/validate it, and its default (None: required or absent).
+# --- validators -------------------------------------------------------------------------------------
 
 Converter = Callable[[Any], Any]
 
@@ -238,6 +157,31 @@ def _type_name(value: Any) -> str:
     return names.get(type(value), "a table" if isinstance(value, dict) else type(value).__name__)
 
 
+def _retention(value: Any) -> timedelta:
+    delta = _duration(value)
+    if delta < MIN_RETENTION:
+        raise ValueError(
+            f"must be at least {schedule_mod.format_duration(MIN_RETENTION)}, got {value!r}: a shorter memory "
+            "would let an item that left its feed and came back be alerted again"
+        )
+    return delta
+
+
+def _quiet_hours(value: Any) -> QuietHours:
+    return parse_quiet_hours(_str(value))
+
+
+def _listen(value: Any) -> str:
+    text = _nonempty_str(value)
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT such as '127.0.0.1:9464', got {text!r}")
+    return text
+
+
+# --- the option table: each option once, with its validator and its default --------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     convert: Converter
@@ -250,32 +194,20 @@ _TOP = {
     "templates_dir": Option(_path),
     "feeds_file": Option(_path, Path("feeds.toml")),
 }
-
-
-def _retention(value: Any) -> timedelta:
-    delta = _duration(value)
-    if delta < timedelta(days=90):
-        raise ValueError(
-            f"must be at least 90d, got {value!r}: a shorter memory would let an item that left its feed "
-            "and came back be alerted again"
-        )
-    return delta
-
-
 _STATE = {
     "path": Option(_path, Path("var/alertd.sqlite3")),
-    "retention": Option(_retention, timedelta(days=90)),
+    "retention": Option(_retention, MIN_RETENTION),
 }
 _POLL = {
-    "interval": Option(_duration, _POLL_DEFAULT.interval),
-    "concurrency": Option(_int_range(1, 1000), _POLL_DEFAULT.concurrency),
-    "timeout": Option(_duration, _POLL_DEFAULT.timeout),
-    "user_agent": Option(_nonempty_str, _POLL_DEFAULT.user_agent),
-    "first_poll": Option(_choice("seed", "alert"), _POLL_DEFAULT.first_poll),
-    "max_body_bytes": Option(_int_range(1024, 1 << 30), _POLL_DEFAULT.max_body_bytes),
-    "jitter": Option(_fraction, _POLL_DEFAULT.jitter),
-    "min_interval": Option(_duration_at_least(timedelta(minutes=1)), _POLL_DEFAULT.min_interval),
-    "max_interval": Option(_duration, _POLL_DEFAULT.max_interval),
+    "interval": Option(_duration, timedelta(minutes=15)),
+    "concurrency": Option(_int_range(1, 1000), 64),
+    "timeout": Option(_duration, timedelta(seconds=30)),
+    "user_agent": Option(_nonempty_str, DEFAULT_USER_AGENT),
+    "first_poll": Option(_choice("seed", "alert"), "seed"),
+    "max_body_bytes": Option(_int_range(1024, 1 << 30), 10 * 1024 * 1024),
+    "jitter": Option(_fraction, 0.1),
+    "min_interval": Option(_duration_at_least(timedelta(minutes=1)), timedelta(minutes=15)),
+    "max_interval": Option(_duration, timedelta(hours=24)),
 }
 _FEED = {
     "url": Option(_url, required=True),
@@ -284,25 +216,19 @@ _FEED = {
     "tags": Option(_str_list, ()),
 }
 _DELIVERY = {
-    "method": Option(_choice("maildir", "mbox", "smtp"), _DELIVERY_DEFAULT.method),
-    "maildir": Option(_path, _DELIVERY_DEFAULT.maildir),
-    "mbox": Option(_path, _DELIVERY_DEFAULT.mbox),
-    "from": Option(_email, _DELIVERY_DEFAULT.sender),
+    "method": Option(_choice("maildir", "mbox", "smtp"), "maildir"),
+    "maildir": Option(_path, Path("var/mail")),
+    "mbox": Option(_path, Path("var/alertd.mbox")),
+    "from": Option(_email, "alertd@localhost"),
 }
 _SMTP = {
-    "host": Option(_nonempty_str, _SMTP_DEFAULT.host),
-    "port": Option(_int_range(1, 65535), _SMTP_DEFAULT.port),
-    "security": Option(_choice("starttls", "tls", "none"), _SMTP_DEFAULT.security),
+    "host": Option(_nonempty_str, "localhost"),
+    "port": Option(_int_range(1, 65535), 587),
+    "security": Option(_choice("starttls", "tls", "none"), "starttls"),
     "username": Option(_nonempty_str),
     "password_file": Option(_path),
-    "timeout": Option(_duration, _SMTP_DEFAULT.timeout),
+    "timeout": Option(_duration, timedelta(seconds=120)),
 }
-
-
-def _quiet_hours(value: Any) -> QuietHours:
-    return parse_quiet_hours(_str(value))
-
-
 _SUBSCRIBER = {
     "email": Option(_email, required=True),
     "name": Option(_nonempty_str),
@@ -313,21 +239,10 @@ _SUBSCRIBER = {
     "max_items_per_topic": Option(_int_range(1, 1000), 20),
     "language": Option(_choice("fr", "en"), "fr"),
 }
-_DIGEST_DEFAULT = DigestConfig()
 _DIGEST = {
-    "debounce": Option(_duration, _DIGEST_DEFAULT.debounce),
-    "feed_health_after": Option(_duration_at_least(timedelta(minutes=1)), _DIGEST_DEFAULT.feed_health_after),
+    "debounce": Option(_duration, timedelta(minutes=2)),
+    "feed_health_after": Option(_duration_at_least(timedelta(minutes=1)), timedelta(hours=6)),
 }
-
-
-def _listen(value: Any) -> str:
-    text = _nonempty_str(value)
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT such as '127.0.0.1:9464', got {text!r}")
-    return text
-
-
 _METRICS = {"listen": Option(_listen)}
 
 OPTIONS: Mapping[str, Mapping[str, Option]] = {
@@ -341,7 +256,99 @@ OPTIONS: Mapping[str, Mapping[str, Option]] = {
     "metrics": _METRICS,
     "digest": _DIGEST,
 }
-"""Every option by section (``""`` is the top level); a test checks the example config documents each."""
+"""Every option by section (``""`` is the top level); a test checks the example config documents each. The
+records below take their defaults from here: an option's default is written nowhere else."""
+
+
+def default(section: str, key: str) -> Any:
+    """The default of one option (what the records below, and code that needs it, use)."""
+    return OPTIONS[section][key].default
+
+
+# --- the records ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PollConfig:
+    interval: timedelta = default("poll", "interval")
+    concurrency: int = default("poll", "concurrency")
+    timeout: timedelta = default("poll", "timeout")
+    user_agent: str = default("poll", "user_agent")
+    first_poll: FirstPoll = default("poll", "first_poll")
+    max_body_bytes: int = default("poll", "max_body_bytes")
+    jitter: float = default("poll", "jitter")
+    min_interval: timedelta = default("poll", "min_interval")
+    max_interval: timedelta = default("poll", "max_interval")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedConfig:
+    url: str
+    name: str
+    interval: timedelta | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str = default("delivery.smtp", "host")
+    port: int = default("delivery.smtp", "port")
+    security: SmtpSecurity = default("delivery.smtp", "security")
+    username: str | None = None
+    password_file: Path | None = None
+    timeout: timedelta = default("delivery.smtp", "timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    method: DeliveryMethod = default("delivery", "method")
+    maildir: Path = default("delivery", "maildir")
+    mbox: Path = default("delivery", "mbox")
+    sender: str = default("delivery", "from")
+    smtp: SmtpConfig = SmtpConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberConfig:
+    email: str
+    name: str
+    topics: tuple[str, ...] | None  # None: every topic of the watchlist
+    schedule: schedule_mod.DigestSchedule
+    timezone: str
+    quiet_hours: QuietHours | None = None
+    """Mail to this subscriber is held while the local time is in this window, and sent when it ends."""
+    max_items_per_topic: int = default("subscriber", "max_items_per_topic")
+    """Stories shown in full per topic; the rest are listed by title ("+N more")."""
+    language: MessageLanguage = default("subscriber", "language")
+    """Language of the digest's fixed strings and dates: "fr" or "en"."""
+
+
+@dataclass(frozen=True, slots=True)
+class DigestConfig:
+    debounce: timedelta = default("digest", "debounce")
+    """Matches of a priority topic found within this time of the first one share one alert email."""
+    feed_health_after: timedelta = default("digest", "feed_health_after")
+    """A feed failing for longer than this is reported in digests."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    watchlist: Path
+    state_path: Path
+    templates_dir: Path | None
+    poll: PollConfig
+    feeds: tuple[FeedConfig, ...]
+    delivery: DeliveryConfig
+    subscribers: tuple[SubscriberConfig, ...]
+    feeds_file: Path | None = None
+    """The tool-managed feeds file (``alertd feeds import``); its ``[[feed]]`` entries are in ``feeds``."""
+    metrics_listen: str | None = None
+    """``host:port`` of the Prometheus exporter; None: no exporter."""
+    retention: timedelta = default("state", "retention")
+    """How long items, matches and sent mail are kept after they stop mattering."""
+    digest: DigestConfig = DigestConfig()
+    """How digests and priority alerts are built (``[digest]``)."""
 
 
 # --- loading ------------------------------------------------------------------------------------------
@@ -430,6 +437,7 @@ class _Loader:
                 values[key] = option.convert(value)
             except ValueError as exc:
                 self.problem((*where, key), str(exc))
+                values[key] = option.default  # the load fails anyway; the rest of it still reads a value
         for key, option in options.items():
             if key not in raw and key not in values:
                 if option.required:
@@ -486,7 +494,7 @@ class _Loader:
         feeds: list[FeedConfig] = []
         for where, raw in self.array("feed"):
             values = self.section(raw, where, _FEED)
-            if "url" not in values:
+            if values.get("url") is None:
                 continue
             url = values["url"]
             if url in seen:
@@ -540,17 +548,17 @@ class _Loader:
         if values.get("method") == "smtp" and "host" not in smtp_raw:
             self.problem(("delivery", "method"), "method = 'smtp' needs [delivery.smtp] host")
         return DeliveryConfig(
-            method=values.get("method", _DELIVERY_DEFAULT.method),
-            maildir=self.state_base / values.get("maildir", _DELIVERY_DEFAULT.maildir),
-            mbox=self.state_base / values.get("mbox", _DELIVERY_DEFAULT.mbox),
-            sender=values.get("from", _DELIVERY_DEFAULT.sender),
+            method=values["method"],
+            maildir=self.state_base / values["maildir"],
+            mbox=self.state_base / values["mbox"],
+            sender=values["from"],
             smtp=SmtpConfig(
-                host=smtp.get("host", _SMTP_DEFAULT.host),
-                port=smtp.get("port", _SMTP_DEFAULT.port),
-                security=smtp.get("security", _SMTP_DEFAULT.security),
-                username=smtp.get("username"),
-                password_file=self.base / smtp["password_file"] if smtp.get("password_file") else None,
-                timeout=smtp.get("timeout", _SMTP_DEFAULT.timeout),
+                host=smtp["host"],
+                port=smtp["port"],
+                security=smtp["security"],
+                username=smtp["username"],
+                password_file=self.base / smtp["password_file"] if smtp["password_file"] else None,
+                timeout=smtp["timeout"],
             ),
         )
 
@@ -568,7 +576,7 @@ class _Loader:
                             f"topic {topic!r} is not defined in the watchlist"
                             f"{_suggest(topic, dict.fromkeys(known_topics))}",
                         )
-            if "email" not in values or "schedule" not in values:
+            if values.get("email") is None or values.get("schedule") is None:
                 continue
             subscribers.append(
                 SubscriberConfig(
@@ -577,9 +585,9 @@ class _Loader:
                     topics=topics,
                     schedule=values["schedule"],
                     timezone=values["timezone"] or default_tz,
-                    quiet_hours=values.get("quiet_hours"),
-                    max_items_per_topic=values.get("max_items_per_topic", 20),
-                    language=values.get("language", "fr"),
+                    quiet_hours=values["quiet_hours"],
+                    max_items_per_topic=values["max_items_per_topic"],
+                    language=values["language"],
                 )
             )
         return tuple(subscribers)

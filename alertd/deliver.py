@@ -1,12 +1,8 @@
 """Deliver a rendered message (I/O): to a local Maildir or mbox, or to an SMTP server via aiosmtplib.
 
-Every failure becomes a :class:`~alertd.errors.DeliveryError` the outbox can act on::
-
-    DeliveryError
-    ├── TransientDeliveryError      4xx, timeout, connection lost or refused: retry with backoff
-    └── PermanentDeliveryError      5xx, unusable mailbox path: do not retry
-        └── SmtpSetupError          the SMTP settings are wrong or unsafe: pause sending, alert the admin
-            └── AuthDeliveryError   the server refused our credentials (535)
+Every failure becomes a :class:`~alertd.errors.DeliveryError` the outbox can act on (:mod:`alertd.outbox`
+decides what each means): transient (4xx, timeout, connection lost or refused), permanent (5xx, unusable
+mailbox path), or an SMTP setup error (no STARTTLS, no password, 535) that pauses sending.
 
 SMTP security is explicit and fails closed: with ``security = "starttls"`` a server that does not offer
 STARTTLS gets no AUTH and no message. The password is never logged or put in an exception message.
@@ -28,7 +24,6 @@ import ssl
 import stat
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
@@ -37,16 +32,17 @@ from typing import Any
 import aiosmtplib
 
 from alertd.config import DeliveryConfig, SmtpConfig
-from alertd.errors import ConfigError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from alertd.errors import (
+    AuthDeliveryError,
+    ConfigError,
+    DeliveryError,
+    PermanentDeliveryError,
+    SmtpSetupError,
+    TransientDeliveryError,
+)
+from alertd.models import DeliveryReport
 
-__all__ = [
-    "AuthDeliveryError",
-    "DeliveryReport",
-    "SmtpSetupError",
-    "deliver",
-    "read_smtp_password",
-    "smtp_conversation",
-]
+__all__ = ["deliver", "read_smtp_password", "smtp_conversation"]
 
 _MAILDIR_COUNTER = itertools.count()
 _MBOX_FROM_LINE = re.compile(rb"^(>*From )", re.MULTILINE)
@@ -68,30 +64,6 @@ def _step_timeout(deadline: float) -> float:
 
 # Local write failures worth retrying (the disk may get space back); anything else is permanent.
 _TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EAGAIN, errno.EINTR, errno.EBUSY})
-
-
-class SmtpSetupError(PermanentDeliveryError):
-    """The SMTP settings are wrong or unsafe (no STARTTLS, no AUTH, no password): fix the config."""
-
-
-class AuthDeliveryError(SmtpSetupError):
-    """The SMTP server refused our credentials (535): a configuration error, not a per-message one."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryReport:
-    """What a successful delivery amounted to.
-
-    ``refused`` lists recipients the SMTP server refused while accepting others: ``{address: (code,
-    message)}``. ``location`` is the file written (Maildir, mbox); ``smtp_reply`` the server's final reply.
-    """
-
-    method: str
-    message_id: str
-    accepted: tuple[str, ...]
-    refused: Mapping[str, tuple[int, str]] = field(default_factory=dict)
-    location: Path | None = None
-    smtp_reply: str | None = None
 
 
 async def deliver(

@@ -15,9 +15,67 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
-from alertd.models import Digest, FeedHealth, MatchedItem, Story, TopicSection
+from alertd.config import Config, SubscriberConfig
+from alertd.models import Digest, FeedHealth, MatchedItem, MessageLanguage, Story, TopicSection
+from alertd.records import MessageKind
+from alertd.watchlist import Watchlist
 
-__all__ = ["build_digest", "digest_id_for"]
+__all__ = ["alert_topics", "build_digest", "digest_for", "digest_id_for", "subscribed_topics"]
+
+
+def subscribed_topics(watchlist: Watchlist, subscriber: SubscriberConfig) -> list[str]:
+    """The topic ids a subscriber follows that the watchlist defines, in watchlist order for all topics."""
+    defined = [topic.id for topic in watchlist.topics]
+    if subscriber.topics is None:
+        return defined
+    return [topic for topic in subscriber.topics if topic in defined]
+
+
+def alert_topics(watchlist: Watchlist, subscriber: SubscriberConfig) -> list[str]:
+    """The subscriber's topics with ``priority = "immediate"``: their matches go out as alerts right away
+    (to subscribers on any schedule but ``immediate``, whose digests already do)."""
+    if subscriber.schedule.is_immediate:
+        return []
+    priority = {topic.id for topic in watchlist.topics if topic.priority == "immediate"}
+    return [topic for topic in subscribed_topics(watchlist, subscriber) if topic in priority]
+
+
+def digest_for(
+    subscriber: SubscriberConfig,
+    config: Config,
+    topic_names: Mapping[str, str],
+    matched: Sequence[MatchedItem],
+    now: datetime,
+    *,
+    health: Sequence[FeedHealth] = (),
+    already_sent: Collection[tuple[str, str]] = (),
+    kind: MessageKind = "digest",
+) -> Digest:
+    """The digest (or ``kind="alert"``) ``subscriber`` gets for ``matched``: their schedule's time zone,
+    language and cap, the config's sender, a Message-ID that differs between an alert and the digest that
+    repeats its story."""
+    prefix = "alert:" if kind == "alert" else ""
+    return build_digest(
+        digest_id=digest_id_for(subscriber.email, [prefix + key for key in _match_keys(matched)]),
+        subscriber_email=subscriber.email,
+        subscriber_name=subscriber.name,
+        sender=config.delivery.sender,
+        matched=matched,
+        topic_names=topic_names,
+        now=now,
+        timezone=subscriber.timezone,
+        config_path=str(config.path),
+        watchlist_path=str(config.watchlist),
+        max_items_per_topic=subscriber.max_items_per_topic,
+        feed_health=health,
+        already_sent=already_sent,
+        language=subscriber.language,
+        kind=kind,
+    )
+
+
+def _match_keys(matched: Sequence[MatchedItem]) -> list[str]:
+    return [f"{m.item.key}/{m.match.topic_id}" for m in matched]
 
 
 def digest_id_for(subscriber_email: str, match_keys: Iterable[str]) -> str:
@@ -43,11 +101,11 @@ def build_digest(
     timezone: str,
     config_path: str,
     watchlist_path: str,
-    max_items_per_topic: int = 20,
+    max_items_per_topic: int,
+    language: MessageLanguage,
     feed_health: Sequence[FeedHealth] = (),
     already_sent: Collection[tuple[str, str]] = (),
-    language: str = "fr",
-    kind: str = "digest",
+    kind: MessageKind = "digest",
 ) -> Digest:
     """Group ``matched`` by topic (in ``topic_names`` order), one ranked Story per story, capped per topic.
 

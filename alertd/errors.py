@@ -10,6 +10,8 @@ Hierarchy::
     └── DeliveryError               a message could not be delivered (carries the recipients)
         ├── TransientDeliveryError  worth retrying later (4xx, timeout, connection refused)
         └── PermanentDeliveryError  retrying will not help (5xx, bad mailbox path)
+            └── SmtpSetupError      the SMTP settings are wrong or unsafe: pause sending, alert the admin
+                └── AuthDeliveryError   the server refused our credentials (535)
 
 Errors carry the thing they are about (a path, a URL, recipients) and chain their cause
 with ``raise ... from``.
@@ -20,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from alertd.models import ErrorClass
 
 
 class AlertdError(Exception):
@@ -63,7 +67,7 @@ class ConfigError(AlertdError):
 class FetchError(AlertdError):
     """A feed could not be fetched. ``error_class`` is a short stable name: timeout, http_5xx, tls_error..."""
 
-    def __init__(self, url: str, error_class: str, message: str) -> None:
+    def __init__(self, url: str, error_class: ErrorClass, message: str) -> None:
         self.url = url
         self.error_class = error_class
         self.detail = message
@@ -97,3 +101,11 @@ class TransientDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """Delivery failed in a way that will not succeed by retrying."""
+
+
+class SmtpSetupError(PermanentDeliveryError):
+    """The SMTP settings are wrong or unsafe (no STARTTLS, no AUTH, no password): fix the config."""
+
+
+class AuthDeliveryError(SmtpSetupError):
+    """The SMTP server refused our credentials (535): a configuration error, not a per-message one."""

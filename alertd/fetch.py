@@ -2,7 +2,7 @@
 
 This module does I/O and never parses. :func:`fetch_feed` never raises for a network or HTTP problem: each
 outcome becomes a ``FetchResult`` whose ``status`` is OK, NOT_MODIFIED, GONE or ERROR, and whose ``error_class``
-is one of the stable names in :data:`ERROR_CLASSES`.
+is one of the stable names of :data:`alertd.models.ErrorClass`.
 
 What one fetch enforces (RELIABILITY F2-F7):
 
@@ -35,33 +35,15 @@ from urllib.parse import urljoin
 import httpcore
 import httpx
 
-from alertd import __version__
+from alertd.config import DEFAULT_USER_AGENT
 from alertd.errors import FetchError
-from alertd.models import FetchResult, FetchStatus, Hint
+from alertd.models import ErrorClass, FetchResult, FetchStatus, Hint
 from alertd.netguard import (
     IPNetwork,
     Resolver,
     allow_private_from_env,
     explicitly_configured,
     resolve_checked,
-)
-
-ERROR_CLASSES = frozenset(
-    {
-        "timeout",
-        "connect_error",
-        "dns_error",
-        "tls_error",
-        "http_4xx",
-        "http_5xx",
-        "rate_limited",
-        "too_large",
-        "too_many_redirects",
-        "redirect_downgrade",
-        "ssrf_blocked",
-        "invalid_url",
-        "protocol_error",
-    }
 )
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -82,7 +64,7 @@ _checked_addresses: contextvars.ContextVar[dict[tuple[str, int], tuple[str, ...]
 class FetchPolicy:
     """Limits and rules applied to every fetch; built once from the config."""
 
-    user_agent: str = f"alertd/{__version__} (+https://example.invalid/alertd)"
+    user_agent: str = DEFAULT_USER_AGENT
     deadline: float = 30.0
     """Overall seconds for one fetch, redirects and body streaming included."""
     connect_timeout: float = 10.0
@@ -314,7 +296,7 @@ def _permanent_target(response: httpx.Response, redirect_statuses: Sequence[int]
     return None
 
 
-def _error_class_of_status(status: int) -> str:
+def _error_class_of_status(status: int) -> ErrorClass:
     if status in _RATE_LIMIT_STATUSES:
         return "rate_limited"
     if 400 <= status < 500:
@@ -401,7 +383,7 @@ class _CappedBody:
         self._parts.append(data)
 
 
-def _classify(exc: BaseException, policy: FetchPolicy) -> tuple[str, str]:
+def _classify(exc: BaseException, policy: FetchPolicy) -> tuple[ErrorClass, str]:
     """A stable error class and a message for an exception raised while fetching."""
     if isinstance(exc, FetchError):
         return exc.error_class, f"{exc.url}: {exc.detail}"  # the class travels separately

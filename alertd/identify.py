@@ -7,7 +7,8 @@
 3. a SHA-256 of the normalised title and summary text.
 
 ``Item.story_key`` is the link key when there is a link (else a hash of the normalised title): the same article
-in two BFM section feeds gets the same story key, and a GUID that only changed from http to https keeps it (I2).
+in two BFM section feeds gets the same story key, and a GUID that only changed from http to https keeps it
+(``Item.link_key``, the secondary identity: I2).
 Everything here is pure: ``now`` is passed in.
 """
 
@@ -18,7 +19,7 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import SplitResult, unquote_plus, urlsplit, urlunsplit
@@ -119,6 +120,14 @@ class EntryKey:
     link: str | None
     story_key: str
 
+    @property
+    def link_key(self) -> str | None:
+        """The secondary identity (RELIABILITY I2): the link key of a usable link, None without one.
+
+        An entry with a link has that link key as its story key, so nothing is recomputed.
+        """
+        return self.story_key if self.link else None
+
 
 def entry_keys(entries: Sequence[Entry], feed_url: str) -> tuple[EntryKey, ...]:
     """The key, web link and story key of each entry of one fetch (see the module docstring)."""
@@ -157,41 +166,33 @@ def make_items(
             story_key=key.story_key,
             published=_clamped(entry.published, now),
             feed_tags=feed_tags,
+            link_key=key.link_key,
         )
         for entry, key in zip(entries, keys, strict=True)
     )
-
-
-def identify(
-    entries: Sequence[Entry],
-    feed_url: str,
-    feed_name: str,
-    feed_tags: frozenset[str],
-    now: datetime,
-) -> tuple[Item, ...]:
-    """Turn one fetch's entries into items with stable keys (see the module docstring)."""
-    return make_items(entries, entry_keys(entries, feed_url), feed_url, feed_name, feed_tags, now)
-
-
-def story_key(entry: Entry) -> str:
-    """The key shared by every feed carrying this story: the link key, else a hash of the normalised title."""
-    link = _web_link(entry.link)
-    if link is not None:
-        return link_key(link)
-    return _title_story_key(entry)
 
 
 def _title_story_key(entry: Entry) -> str:
     return "title:" + _digest(_normalised(entry.title))[:40]
 
 
-def item_link_key(item: Item | EntryKey) -> str | None:
-    """The secondary identity of an item (or of an entry's key): the link key of its link (None without a
-    usable link).
+def link_candidates(keys: Sequence[EntryKey], known: Collection[str]) -> set[str]:
+    """The link keys worth looking up to recognise entries whose key is unknown (their GUID may have changed).
 
-    An item with a link has that link key as its story key (see :func:`identify`), so nothing is recomputed.
+    A link shared by several entries of one fetch (a feed linking every item to its home page) identifies
+    nothing and is not used.
     """
-    return item.story_key if item.link else None
+    shared = Counter(key.link_key for key in keys if key.link_key is not None)
+    return {
+        key.link_key
+        for key in keys
+        if key.key not in known and key.link_key is not None and shared[key.link_key] == 1
+    }
+
+
+def recognised(keys: Sequence[EntryKey], by_key: Collection[str], by_link: Collection[str]) -> set[str]:
+    """The keys of the entries already seen: by their key, or by a link key the store knows (I2)."""
+    return set(by_key) | {key.key for key in keys if key.link_key is not None and key.link_key in by_link}
 
 
 FLOOD_NEW_ITEMS = 20

@@ -24,7 +24,7 @@ in memory only: after a restart each feed's first parse is a whole one.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from alertd.models import Entry, ParsedFeed
@@ -104,6 +104,13 @@ async def parse(
     if remembered is not None:
         layouts.by_feed[key] = remembered
     return Parse(feed)
+
+
+def incomplete(parse: Parse, new: Sequence[bool]) -> bool:
+    """Whether ``parse`` cannot be used as it is: an entry taken from memory (slim, without its summary) turns
+    out to be new to the store (``new[i]``: entry ``i`` is unknown), so the whole document must be parsed to
+    have all of it (forget the feed's layout first)."""
+    return any(is_new and index in parse.reused for index, is_new in enumerate(new))
 
 
 def split(body: bytes) -> tuple[bytes, list[bytes], bytes] | None:

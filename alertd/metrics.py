@@ -49,6 +49,12 @@ class Metrics:
             registry=r,
         )
         self.outbox_pending = Gauge("alertd_outbox_pending", "Messages waiting in the outbox", registry=r)
+        self.feeds = Gauge(
+            "alertd_feeds",
+            "Configured feeds by condition (new, ok, moved, failing, gone)",
+            ["condition"],
+            registry=r,
+        )
         self.reload_ok.set(1)
         self.reload_time.set(time.time())
         self._server: Any = None

@@ -13,8 +13,34 @@ Named by what they carry; each stage takes some of these in and gives others out
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+ErrorClass = Literal[
+    "timeout",
+    "connect_error",
+    "dns_error",
+    "tls_error",
+    "http_4xx",
+    "http_5xx",
+    "rate_limited",
+    "too_large",
+    "too_many_redirects",
+    "redirect_downgrade",
+    "ssrf_blocked",
+    "invalid_url",
+    "protocol_error",
+    "parse_error",
+    "gone",
+]
+"""Why a poll failed, as a short stable name (logs, metrics labels, ``alertd feeds``, digests translate it):
+the fetch's classes, ``parse_error`` (the bytes are not a feed) and ``gone`` (410)."""
+
+FeedHealthKind = Literal["failing", "gone", "moved", "flood"]
+MessageLanguage = Literal["fr", "en"]
 
 
 class FetchStatus(enum.Enum):
@@ -47,7 +73,7 @@ class FetchResult:
     last_modified: str | None = None
     final_url: str | None = None
     permanent_redirect: str | None = None
-    error_class: str | None = None
+    error_class: ErrorClass | None = None
     error: str | None = None
     elapsed: float = 0.0
     content_type: str | None = None
@@ -107,6 +133,9 @@ class Item:
     story_key: str
     published: datetime | None = None
     feed_tags: frozenset[str] = frozenset()
+    link_key: str | None = None
+    """The secondary identity (RELIABILITY I2): the link key of a usable link, None without one. A feed that
+    changes an item's GUID but not its link alerts nothing again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +199,8 @@ class FeedHealth:
     url: str
     problem: str
     since: datetime | None = None
-    kind: str = "failing"  # failing | gone | moved | flood
-    error_class: str | None = None
+    kind: FeedHealthKind = "failing"
+    error_class: ErrorClass | None = None
     """failing: the class of the last error (timeout, http_5xx, dns_error...)."""
     attempts: int = 0
     """failing: consecutive failed polls."""
@@ -192,15 +221,31 @@ class Digest:
     timezone: str
     config_path: str
     watchlist_path: str
-    feed_health: tuple[FeedHealth, ...] = field(default=())
-    language: str = "fr"
+    language: MessageLanguage
     """Language of the fixed strings and date formats: "fr" or "en"."""
-    kind: str = "digest"
+    feed_health: tuple[FeedHealth, ...] = field(default=())
+    kind: Literal["digest", "alert"] = "digest"
     """"digest" (scheduled) or "alert" (a short message for a priority topic, sent right away)."""
 
     @property
     def story_count(self) -> int:
         return sum(len(s.stories) + len(s.overflow) for s in self.sections)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """What a successful delivery amounted to.
+
+    ``refused`` lists recipients the SMTP server refused while accepting others: ``{address: (code,
+    message)}``. ``location`` is the file written (Maildir, mbox); ``smtp_reply`` the server's final reply.
+    """
+
+    method: str
+    message_id: str
+    accepted: tuple[str, ...]
+    refused: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    location: Path | None = None
+    smtp_reply: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import textwrap
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from datetime import timezone as dt_timezone
 from email import policy as email_policy
 from email.headerregistry import Address
@@ -26,11 +26,10 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
-import nh3
 
 import alertd
 from alertd.errors import ConfigError
-from alertd.models import Digest, FeedHealth, Span, Story, TopicSection
+from alertd.models import Digest, FeedHealth, MessageLanguage, Span, Story, TopicSection
 
 __all__ = [
     "DATETIME_FORMAT",
@@ -48,8 +47,6 @@ __all__ = [
     "packaged_templates_dir",
     "render_digest",
     "safe_header",
-    "sample_digest",
-    "sanitize_html",
     "wrap_text",
 ]
 
@@ -58,7 +55,7 @@ log = logging.getLogger(__name__)
 #: Every date the reader sees is formatted with this (French) or as "26 Nov 2026, 07:03" (English), in the
 #: subscriber's time zone. Month names come from :data:`STRINGS`, never from the process locale.
 DATETIME_FORMAT = "%d/%m/%Y %H:%M"
-LANGUAGES = ("fr", "en")
+LANGUAGES: tuple[MessageLanguage, ...] = ("fr", "en")
 #: Every fixed string of the default templates, per language; templates get the reader's as ``t``.
 STRINGS: dict[str, dict[str, str]] = {
     "fr": {
@@ -167,9 +164,6 @@ SUBJECT_LIMIT = 200
 TEXT_WIDTH = 78
 TEMPLATE_NAMES = ("subject.txt.j2", "digest.txt.j2", "digest.html.j2")
 
-_ALLOWED_TAGS = {"p", "br", "a", "b", "i", "em", "strong", "ul", "ol", "li", "blockquote", "code", "pre"}
-_ALLOWED_TAGS |= {"h3", "h4", "h5", "h6"}
-_ALLOWED_SCHEMES = {"http", "https", "mailto"}
 # Header-unsafe characters: C0 and C1 controls, DEL, line/paragraph separators, lone surrogates.
 _UNSAFE_HEADER_CATEGORIES = {"Cc", "Cs", "Zl", "Zp"}
 _MESSAGE_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -310,23 +304,6 @@ def health_text(feed: FeedHealth, language: str) -> str:
     return feed.problem
 
 
-def sanitize_html(html: str) -> str:
-    """Feed HTML reduced to a small allow-list: no images, styles, scripts, forms or event handlers.
-
-    Links keep only ``href`` with http, https or mailto, and get ``rel="noopener noreferrer"``.
-    """
-    cleaned: str = nh3.clean(
-        html,
-        tags=_ALLOWED_TAGS,
-        attributes={"a": {"href"}, "*": set()},  # "*": no generic attributes (ammonia keeps title, lang)
-        url_relative="deny",
-        url_schemes=_ALLOWED_SCHEMES,
-        link_rel="noopener noreferrer",
-        strip_comments=True,
-    )
-    return cleaned
-
-
 # --- templates -----------------------------------------------------------------------------------
 
 
@@ -377,6 +354,8 @@ def load_templates(templates_dir: Path | None) -> jinja2.Environment:
 def check_templates(env: jinja2.Environment) -> list[str]:
     """Compile and render each template against sample digests and alerts in every language; one message
     per broken template."""
+    from alertd.sample import sample_digest  # the sample builds digests the way digest.py does
+
     samples = [sample_digest(language, kind) for language in LANGUAGES for kind in ("digest", "alert")]
     problems: list[str] = []
     for name in TEMPLATE_NAMES:
@@ -396,49 +375,6 @@ def _template_file(env: jinja2.Environment, name: str) -> str:
         return env.get_template(name).filename or name
     except Exception:
         return name
-
-
-def sample_digest(language: str = "fr", kind: str = "digest") -> Digest:
-    """A small digest exercising every template feature: used by :func:`check_templates`, ``alertd
-    test-email`` and tests."""
-    when = datetime(2026, 11, 26, 6, 3, tzinfo=dt_timezone.utc)
-    story = Story(
-        item_key="sample-1",
-        title="Alibaba ouvre un bureau en France",
-        link="https://example.invalid/alibaba",
-        feed_name="Les Échos",
-        summary_text="Le groupe Alibaba annonce un bureau à Paris pour ses marchands français.",
-        published=when - timedelta(hours=1),
-        first_seen=when,
-        terms=("alibaba",),
-        spans=(Span("title", 0, 7, "alibaba"), Span("summary", 10, 17, "alibaba")),
-        also_in=("Le Monde",),
-    )
-    hidden = replace(story, item_key="sample-2", title="Autre article", link=None, also_in=())
-    sent = replace(story, item_key="sample-3", title="Temu accélère en Europe", already_sent=True, spans=())
-    return Digest(
-        digest_id="0" * 32,
-        subscriber_email="reader@example.invalid",
-        subscriber_name="Sample Reader",
-        sender="alertd@example.invalid",
-        sections=(TopicSection("sample", "Sample topic", (story, sent), (hidden,)),),
-        generated_at=when,
-        timezone="Europe/Paris",
-        config_path="/etc/alertd/alertd.toml",
-        watchlist_path="/etc/alertd/watchlist.toml",
-        feed_health=(
-            FeedHealth(
-                "Sample feed",
-                "https://example.invalid/rss",
-                "HTTP 500",
-                when,
-                error_class="http_5xx",
-                attempts=3,
-            ),
-        ),
-        language=language,
-        kind=kind,
-    )
 
 
 # --- the message ---------------------------------------------------------------------------------

@@ -13,10 +13,9 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
-
-from apscheduler.triggers.cron import CronTrigger
 
 from alertd.models import Hint
 
@@ -104,7 +103,7 @@ def parse_digest_schedule(text: str) -> DigestSchedule:
         return DigestSchedule("weekly", text, hour=hour, minute=minute, weekday=day)
     if len(words) == 5:
         try:
-            CronTrigger.from_crontab(text.strip(), timezone=UTC)
+            _cron_trigger(text.strip(), UTC)
         except ValueError as exc:
             raise ValueError(f"invalid cron expression {text!r}: {exc}") from exc
         return DigestSchedule("cron", text, cron=text.strip())
@@ -135,7 +134,7 @@ def next_digest_time(schedule: DigestSchedule, after: datetime, tz: ZoneInfo) ->
         return base + timedelta(hours=1)
     if schedule.kind == "cron":
         assert schedule.cron is not None
-        trigger = CronTrigger.from_crontab(schedule.cron, timezone=tz)
+        trigger = _cron_trigger(schedule.cron, tz)
         fire: datetime | None = trigger.get_next_fire_time(None, after + timedelta(seconds=1))
         if fire is None:  # pragma: no cover - a valid 5-field cron always fires again
             raise ValueError(f"cron expression {schedule.cron!r} never fires")
@@ -150,6 +149,14 @@ def next_digest_time(schedule: DigestSchedule, after: datetime, tz: ZoneInfo) ->
     raise AssertionError("unreachable: a daily or weekly schedule fires within 8 days")  # pragma: no cover
 
 
+def _cron_trigger(expression: str, tz: tzinfo) -> Any:
+    """APScheduler's cron arithmetic (pure date computation), imported only when a cron schedule is used, so
+    the deciders that ask for digest times do not import the scheduler's machinery (it pulls in asyncio)."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    return CronTrigger.from_crontab(expression, timezone=tz)
+
+
 def _wall_time_to_utc(year: int, month: int, day: int, schedule: DigestSchedule, tz: ZoneInfo) -> datetime:
     """The UTC instant of a local wall time, with PEP 495 ``fold=0`` semantics.
 
@@ -162,23 +169,26 @@ def _wall_time_to_utc(year: int, month: int, day: int, schedule: DigestSchedule,
     return naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
 
 
-def poll_delay(interval: timedelta, jitter: float, rng: random.Random) -> timedelta:
-    """The configured poll interval, spread by ±``jitter`` (a fraction) so feeds do not fire in lockstep."""
-    spread = interval.total_seconds() * jitter
-    return timedelta(seconds=max(1.0, interval.total_seconds() + rng.uniform(-spread, spread)))
-
-
 BACKOFF_CAP = timedelta(hours=24)
+"""The longest a failing feed waits between two polls (RELIABILITY F9)."""
+_MAX_DOUBLINGS = 62
+"""2**62 times any delay is past every cap: beyond, doubling again would only overflow ``timedelta``."""
 
 
-def backoff_delay(failures: int, interval: timedelta, rng: random.Random) -> timedelta:
-    """Delay before retrying a feed after ``failures`` consecutive failures: ×2 each time, ±10 %, ≤ 24 h.
+def backoff(
+    attempt: int, first: timedelta, cap: timedelta, *, rng: random.Random | None = None, jitter: float = 0.0
+) -> timedelta:
+    """The delay before attempt ``attempt + 1`` after ``attempt`` failures: ``first``, then ×2 each time, at
+    most ``cap``; spread by ±``jitter`` (a fraction) when ``rng`` is given, still at most ``cap``.
 
-    A feed is never given up on for transient errors; the first retry comes after one normal interval.
+    One rule for both retries alertd makes: a failing feed (from its poll interval, ±10 %, ≤ 24 h) and a
+    deferred message (1 min, 2 min, 4 min... ≤ 1 h; :mod:`alertd.outbox`).
     """
-    base = min(interval * (2 ** max(0, failures - 1)), BACKOFF_CAP)
-    jittered = base.total_seconds() * rng.uniform(0.9, 1.1)
-    return timedelta(seconds=min(jittered, BACKOFF_CAP.total_seconds()))
+    doublings = min(max(0, attempt - 1), _MAX_DOUBLINGS)
+    seconds = min(first.total_seconds() * 2.0**doublings, cap.total_seconds())
+    if rng is not None and jitter:
+        seconds = min(seconds * rng.uniform(1 - jitter, 1 + jitter), cap.total_seconds())
+    return timedelta(seconds=seconds)
 
 
 # --- when to poll a feed next (see docs/polling.md) -------------------------------------------------------
@@ -271,7 +281,11 @@ def next_retry_time(
 ) -> datetime:
     """After ``failures`` consecutive failures: exponential backoff from the feed's interval (±10 %, ≤ 24 h),
     never sooner than ``bounds.minimum`` nor than the server's (already clamped) ``Retry-After``."""
-    delay = max(backoff_delay(failures, interval, rng), bounds.minimum, retry_after or timedelta(0))
+    delay = max(
+        backoff(failures, interval, BACKOFF_CAP, rng=rng, jitter=0.1),
+        bounds.minimum,
+        retry_after or timedelta(0),
+    )
     return now + delay
 
 

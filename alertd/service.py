@@ -28,16 +28,17 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from alertd import failpoint, pipeline, schedule
-from alertd.config import Config, FeedConfig, SubscriberConfig, load_config
+from alertd import failpoint, health, pipeline, polling, schedule
+from alertd.config import Config, FeedConfig, SubscriberConfig
 from alertd.deliver import read_smtp_password
 from alertd.errors import ConfigError
 from alertd.fetch import FetchPolicy, make_client
+from alertd.loader import load_all
 from alertd.notify import Notifier
 from alertd.parse import ParserPool
-from alertd.render import check_templates, load_templates
+from alertd.render import load_templates
 from alertd.store import Store
-from alertd.watchlist import Watchlist, load_watchlist
+from alertd.watchlist import Watchlist
 
 UTC = timezone.utc  # datetime.UTC is Python 3.11+
 
@@ -49,24 +50,7 @@ HEARTBEAT_INTERVAL = 1.0
 WATCH_INTERVAL = 2.0
 STATUS_INTERVAL = 30.0
 HOUSEKEEPING_DELAY = timedelta(minutes=10)
-FIRST_POLL_SPREAD = 10.0
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
-
-
-def load_all(config_path: Path) -> tuple[Config, Watchlist]:
-    """Load the config, its watchlist and templates; raise ``ConfigError`` with every problem of the first
-    file that has any (the config is read twice: first to find the watchlist, then to check subscribers'
-    topics against it)."""
-    config = load_config(config_path)
-    watchlist = load_watchlist(config.watchlist)
-    topics = frozenset(topic.id for topic in watchlist.topics)
-    config = load_config(config_path, known_topics=topics)
-    env = load_templates(config.templates_dir)
-    problems = check_templates(env)
-    if problems:
-        target = config.templates_dir or config.path
-        raise ConfigError.single(target, "template error: " + "; ".join(problems), key="templates_dir")
-    return config, watchlist
 
 
 def fetch_policy(config: Config) -> FetchPolicy:
@@ -107,7 +91,7 @@ async def run_once(rt: pipeline.Runtime, now: Callable[[], datetime]) -> int:
     pipeline.register_subscribers(rt, now())
     limit = asyncio.Semaphore(rt.config.poll.concurrency)
 
-    async def one(feed: FeedConfig) -> pipeline.PollReport:
+    async def one(feed: FeedConfig) -> polling.PollReport:
         async with limit:
             return await pipeline.poll_feed(rt, feed, now())
 
@@ -257,28 +241,22 @@ class Daemon:
         self.scheduler.add_job(self._report_status, IntervalTrigger(seconds=STATUS_INTERVAL), id="status")
 
     def _schedule_feed(self, feed: FeedConfig, *, after_poll: bool = False) -> None:
-        """One job per feed, run at the ``next_poll_at`` its last poll stored (schedule.py decided it).
-
-        A feed never polled, or overdue after a stop, starts within ``FIRST_POLL_SPREAD`` seconds, spread so
-        feeds do not fire together. A gone feed (410) is not scheduled. After a poll whose outcome could not
-        be recorded (a bug), the feed waits ``[poll] min_interval`` rather than looping.
-        """
+        """One job per feed, at the time :func:`alertd.polling.job_time` gives (none for a gone feed)."""
         assert self.rt is not None
         state = self.rt.store.feed_state(feed.url, feed.name)
-        if state.gone:
+        due = polling.job_time(state, self.now(), self.rng, after_poll=after_poll, policy=self.poll_policy())
+        if due is None:
             return
-        now = self.now()
-        due = state.next_poll_at
-        if due is None or due <= now:
-            spread = self.rng.uniform(0, FIRST_POLL_SPREAD)
-            wait = self.rt.config.poll.min_interval if after_poll else timedelta(seconds=spread)
-            due = now + wait
         self.scheduler.add_job(
             self._track(lambda: self._poll(feed.url)),
             DateTrigger(run_date=due),
             id=f"poll:{feed.url}",
             replace_existing=True,
         )
+
+    def poll_policy(self) -> polling.PollPolicy:
+        assert self.rt is not None
+        return polling.PollPolicy.of(self.rt.config.poll)
 
     def _schedule_digests(self, *, resume_because: str | None = None) -> None:
         """(Re)schedule every subscriber's digest job; on start and reload, lift an SMTP delivery pause
@@ -392,18 +370,25 @@ class Daemon:
         self.rt.store.daemon_heartbeat(self.now())
         self.notifier.status(self.status_line())
         self.rt.metrics.outbox_pending.set(len(self.rt.store.outbox(("pending",))))
+        for condition, count in health.census(self.feed_judgements()).items():
+            self.rt.metrics.feeds.labels(condition).set(count)
+
+    def feed_judgements(self) -> list[health.Judgement]:
+        """The condition of each configured feed."""
+        assert self.rt is not None
+        states = {state.url: state for state in self.rt.store.feeds()}
+        return [health.judge(states.get(feed.url)) for feed in self.rt.config.feeds]
 
     def status_line(self) -> str:
         """One line for ``systemctl status``: feeds ok/failing, pending mail, last delivery."""
         assert self.rt is not None
-        configured = {feed.url for feed in self.rt.config.feeds}
-        states = [state for state in self.rt.store.feeds() if state.url in configured]
-        failing = sum(1 for state in states if state.consecutive_failures or state.gone)
+        judgements = self.feed_judgements()
+        failing = sum(1 for verdict in judgements if verdict.in_trouble)
         pending = len(self.rt.store.outbox(("pending",)))
         sent = self.rt.store.last_sent_at()
         last = sent.astimezone().strftime("%Y-%m-%d %H:%M") if sent else "never"
         return (
-            f"{len(configured) - failing}/{len(configured)} feeds ok, {failing} failing; "
+            f"{len(judgements) - failing}/{len(judgements)} feeds ok, {failing} failing; "
             f"{pending} messages pending; last delivery {last}"
         )
 

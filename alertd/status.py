@@ -10,11 +10,13 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from alertd import schedule
+from alertd import health, outbox, schedule
 from alertd.config import Config
-from alertd.store import FeedState, Store
+from alertd.pipeline import next_mail
+from alertd.records import FeedState
+from alertd.store import Store
+from alertd.watchlist import Watchlist
 
 STALE_HEARTBEAT = timedelta(minutes=2)
 
@@ -71,8 +73,12 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def collect_status(config: Config, store: Store, now: datetime) -> Status:
-    """Everything ``alertd status`` shows, gathered from the store."""
+def collect_status(config: Config, watchlist: Watchlist | None, store: Store, now: datetime) -> Status:
+    """Everything ``alertd status`` shows, gathered from the store (read only).
+
+    ``watchlist``: the topics, to tell what is pending for each subscriber; None when it cannot be loaded
+    (the next digest is then its scheduled time alone).
+    """
     daemon = store.daemon_state()
     running = (
         daemon.stopped_at is None
@@ -85,21 +91,17 @@ def collect_status(config: Config, store: Store, now: datetime) -> Status:
     feeds = sorted(
         (_feed_json(state) for state in states), key=lambda f: (-f["consecutive_failures"], f["name"])
     )
-    outbox = {"pending": 0, "retrying": 0, "failed": 0}
+    counts = {"pending": 0, "retrying": 0, "failed": 0}
     for message in store.outbox(("pending", "failed")):
-        if message.status == "failed":
-            outbox["failed"] += 1
-        elif message.attempts:
-            outbox["retrying"] += 1
-        else:
-            outbox["pending"] += 1
+        counts[outbox.condition(message)] += 1
     subscribers = []
     for subscriber in config.subscribers:
-        last = store.last_digest_at(subscriber.email)
-        due = None
-        if last is not None:
-            due = schedule.next_digest_time(subscriber.schedule, last, ZoneInfo(subscriber.timezone))
-        subscribers.append(SubscriberStatus(subscriber.email, subscriber.schedule.text, last, due))
+        state = store.subscriber_state(subscriber.email)
+        next_at = None
+        if state is not None:
+            next_at = next_mail(config, watchlist, store, subscriber, state, now).next_at
+        last = state.last_digest_at if state is not None else None
+        subscribers.append(SubscriberStatus(subscriber.email, subscriber.schedule.text, last, next_at))
     return Status(
         running=running,
         pid=daemon.pid if running else None,
@@ -112,7 +114,7 @@ def collect_status(config: Config, store: Store, now: datetime) -> Status:
         feeds_total=len(configured),
         feeds_failing=sum(1 for f in feeds if f["failing"]),
         feeds=feeds,
-        outbox=outbox,
+        outbox=counts,
         subscribers=subscribers,
         delivery_paused=_pause_json(store),
     )
@@ -124,10 +126,12 @@ def _pause_json(store: Store) -> dict[str, Any] | None:
 
 
 def _feed_json(state: FeedState) -> dict[str, Any]:
+    verdict = health.judge(state)
     return {
         "name": state.name,
         "url": state.url,
-        "failing": bool(state.consecutive_failures or state.gone),
+        "condition": verdict.condition,
+        "failing": verdict.in_trouble,
         "gone": state.gone,
         "consecutive_failures": state.consecutive_failures,
         "last_success_at": state.last_success_at,

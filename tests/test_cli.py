@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.processes import alertd
+from tests.storage import add_feed, record_poll, register
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "alertd.toml"
@@ -107,12 +108,12 @@ def test_replay_and_replay_deliver(tmp_path: Path, config: Path) -> None:
     from datetime import UTC, datetime
 
     from alertd.models import Item
-    from alertd.store import PollOutcome, Store
+    from alertd.store import Store
 
     now = datetime.now(UTC)
     with Store.open(tmp_path / "var" / "alertd.sqlite3") as store:
-        store.subscriber_state("reader@example.org", now)
-        store.feed_state("https://feeds.test/a.xml", "BFM")
+        register(store, "reader@example.org", now)
+        add_feed(store, "https://feeds.test/a.xml", "BFM")
         item = Item(
             key="k1",
             feed_url="https://feeds.test/a.xml",
@@ -123,7 +124,7 @@ def test_replay_and_replay_deliver(tmp_path: Path, config: Path) -> None:
             link="https://news.test/1",
             story_key="news.test/1",
         )
-        store.record_poll(PollOutcome("https://feeds.test/a.xml", None, None, "h", [item], [], [], None), now)
+        record_poll(store, "https://feeds.test/a.xml", None, None, "h", [item], [], [], None, now)
     result = alertd("replay", "-c", str(config), "--since", "1d")
     assert 0 == result.returncode, result.stderr
     assert "[french-exports]  Le cognac à l'export  (BFM)" in result.stdout

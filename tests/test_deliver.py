@@ -17,14 +17,15 @@ from pathlib import Path
 import pytest
 
 from alertd.config import DeliveryConfig, SmtpConfig
-from alertd.deliver import (
+from alertd.deliver import deliver, read_smtp_password
+from alertd.errors import (
     AuthDeliveryError,
-    DeliveryReport,
+    ConfigError,
+    PermanentDeliveryError,
     SmtpSetupError,
-    deliver,
-    read_smtp_password,
+    TransientDeliveryError,
 )
-from alertd.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
+from alertd.models import DeliveryReport
 from alertd.render import load_templates, render_digest
 from tests.smtpserver import DROP, ServerFactory, SmtpServer
 from tests.test_digest import digest_of, matched_item

@@ -62,6 +62,7 @@ def digest_of(matched: list[MatchedItem], **kwargs: object) -> Digest:
         "config_path": "/etc/alertd/alertd.toml",
         "watchlist_path": "/etc/alertd/watchlist.toml",
         "language": "en",  # the render tests read English; French has its own tests
+        "max_items_per_topic": 20,
     }
     arguments.update(kwargs)
     return build_digest(**arguments)  # type: ignore[arg-type]

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from alertd.models import Item, Match, Span
-from alertd.store import PollOutcome, Store
+from alertd.store import Store
 from tests.smtpserver import SmtpServer
+from tests.storage import add_feed, mark_failed, record_poll, register
 
 FEED = "https://feeds.test/bfm.xml"
 NOW = datetime.now(UTC)
@@ -75,8 +76,8 @@ def write_config(tmp_path: Path, delivery: str = '[delivery]\nmethod = "maildir"
 def seed_state(tmp_path: Path, titles: list[str]) -> None:
     with Store.open(tmp_path / "var" / "alertd.sqlite3") as store:
         for email_address in ("marie@example.org", "john@example.org"):
-            store.subscriber_state(email_address, NOW - timedelta(days=2))
-        store.feed_state(FEED, "BFM Économie")
+            register(store, email_address, NOW - timedelta(days=2))
+        add_feed(store, FEED, "BFM Économie")
         items, matches = [], []
         for i, title in enumerate(titles):
             key = f"k{i}"
@@ -93,9 +94,7 @@ def seed_state(tmp_path: Path, titles: list[str]) -> None:
                 )
             )
             matches.append((key, Match("chinese-ecommerce", ("alibaba",), (Span("title", 0, 7, "alibaba"),))))
-        store.record_poll(
-            PollOutcome(FEED, None, None, None, items, [], matches, None), NOW - timedelta(hours=1)
-        )
+        record_poll(store, FEED, None, None, None, items, [], matches, None, NOW - timedelta(hours=1))
 
 
 def db_checksum(path: Path) -> str:
@@ -220,11 +219,11 @@ def test_test_email_to_a_maildir_says_where_it_went(tmp_path: Path) -> None:
 def test_outbox_lists_failed_messages_and_retry_requeues_them_and_lifts_a_pause(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     with Store.open(tmp_path / "var" / "alertd.sqlite3") as store:
-        store.subscriber_state("marie@example.org", NOW)
+        register(store, "marie@example.org", NOW)
         failed = store.enqueue_digest("marie@example.org", "<a@alertd>", b"Subject: a\r\n\r\nx", [], NOW)
         pending = store.enqueue_digest("marie@example.org", "<b@alertd>", b"Subject: b\r\n\r\nx", [], NOW)
         assert failed is not None and pending is not None
-        store.mark_failed(failed, "smtp 127.0.0.1:25: 550 5.1.1 no such user")
+        mark_failed(store, failed, "smtp 127.0.0.1:25: 550 5.1.1 no such user", NOW)
         store.pause_delivery("smtp: authentication failed: 535 5.7.8 bad credentials", "f", NOW)
 
     listed = alertd("outbox", "-c", str(config))

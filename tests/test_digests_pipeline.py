@@ -22,9 +22,10 @@ from alertd import pipeline
 from alertd.config import load_config
 from alertd.models import Item, Match, Span
 from alertd.render import load_templates
-from alertd.store import PollOutcome, Store
+from alertd.store import Store
 from alertd.watchlist import load_watchlist
 from tests.smtpserver import SmtpServer
+from tests.storage import add_feed, record_failure, record_poll
 
 FEED = "https://feeds.test/bfm.xml"
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -108,8 +109,8 @@ def add_match(rt: pipeline.Runtime, now: datetime, title: str, topic: str = "chi
     )
     term = title.split()[0]
     match = Match(topic, (term.casefold(),), (Span("title", 0, len(term), term.casefold()),), 1.0)
-    rt.store.feed_state(FEED, "BFM Économie")
-    rt.store.record_poll(PollOutcome(FEED, None, None, None, [item], [], [(key, match)], None), now)
+    add_feed(rt.store, FEED, "BFM Économie")
+    record_poll(rt.store, FEED, None, None, None, [item], [], [(key, match)], None, now)
     return key
 
 
@@ -272,8 +273,8 @@ def test_replayed_priority_matches_go_to_the_digest_not_to_an_alert(
     item = Item(
         "replayed", FEED, "BFM Économie", "Cognac : les droits", "Cognac.", "", None, "replayed-story"
     )
-    rt.store.feed_state(FEED, "BFM Économie")
-    rt.store.record_poll(PollOutcome(FEED, None, None, None, [item], [], [], None), T0)
+    add_feed(rt.store, FEED, "BFM Économie")
+    record_poll(rt.store, FEED, None, None, None, [item], [], [], None, T0)
     match = Match("french-exports", ("cognac",), (Span("title", 0, 6, "cognac"),), 1.0)
     assert 1 == rt.store.add_matches([("replayed", match)], T0 + timedelta(minutes=1))
 
@@ -374,23 +375,22 @@ def test_feed_health_lists_long_failures_and_moves_since_the_last_digest(
         since=T0 - timedelta(days=1),
     )
     add_match(rt, T0 - timedelta(hours=5), "Alibaba ouvre un bureau")
-    rt.store.record_failure(FEED, "http_5xx", "HTTP 503", T0 - timedelta(hours=1), None)
-    rt.store.record_poll(
-        PollOutcome(
-            FEED,
-            None,
-            None,
-            None,
-            [],
-            [],
-            [],
-            None,
-            events=[("moved", "moved permanently to X")],
-            moved_to="https://new.example.invalid/feed",
-        ),
+    record_failure(rt.store, FEED, "http_5xx", "HTTP 503", T0 - timedelta(hours=1), None)
+    record_poll(
+        rt.store,
+        FEED,
+        None,
+        None,
+        None,
+        [],
+        [],
+        [],
+        None,
         T0 - timedelta(minutes=30),
+        events=[("moved", "moved permanently to X")],
+        moved_to="https://new.example.invalid/feed",
     )
-    rt.store.record_failure(FEED, "http_5xx", "HTTP 503", T0 - timedelta(minutes=10), None)
+    record_failure(rt.store, FEED, "http_5xx", "HTTP 503", T0 - timedelta(minutes=10), None)
 
     assert [] == [h.problem for h in pipeline.feed_health(rt, T0)]  # failing for 10 min only
     later = T0 + timedelta(hours=3)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from alertd.store import PollOutcome, Store
+from alertd.store import Store
+from tests.storage import add_feed, record_failure, record_poll
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 OK_URL = "https://www.bfmtv.com/rss/economie/"
@@ -60,11 +61,11 @@ def config(tmp_path: Path) -> Path:
     )
     with Store.open(tmp_path / "var" / "alertd.sqlite3") as store:
         for url, name in ((OK_URL, "BFM Économie"), (GONE_URL, "Old feed"), (FAILING_URL, "Flaky")):
-            store.feed_state(url, name)
-            store.record_poll(PollOutcome(url, None, None, "h", [], [], [], NOW + timedelta(minutes=15)), NOW)
-        store.record_failure(GONE_URL, "gone", "HTTP 410 Gone: polling stopped", NOW, None)
+            add_feed(store, url, name)
+            record_poll(store, url, None, None, "h", [], [], [], NOW + timedelta(minutes=15), NOW)
+        record_failure(store, GONE_URL, "gone", "HTTP 410 Gone: polling stopped", NOW, None)
         for _ in range(3):
-            store.record_failure(FAILING_URL, "timeout", "no answer", NOW, NOW + timedelta(hours=2))
+            record_failure(store, FAILING_URL, "timeout", "no answer", NOW, NOW + timedelta(hours=2))
     return path
 
 

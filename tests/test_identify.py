@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alertd.identify import canonical_url, entry_keys, identify, item_link_key, link_key, story_key
+from alertd.identify import EntryKey, canonical_url, entry_keys, link_key, make_items
 from alertd.models import Entry, Item
 from alertd.parse import parse_feed
 from tests.feedserver import make_rss
@@ -22,7 +22,16 @@ ARTICLE = "https://www.bfmtv.com/economie/international/cognac_AV-202409080001.h
 
 
 def items_of(entries: list[Entry], feed_url: str = ECO) -> tuple[Item, ...]:
-    return identify(entries, feed_url, "BFM Éco", frozenset({"fr"}), NOW)
+    return make_items(entries, entry_keys(entries, feed_url), feed_url, "BFM Éco", frozenset({"fr"}), NOW)
+
+
+def story_key(entry: Entry) -> str:
+    """The key shared by every feed carrying this entry's story."""
+    return entry_keys([entry], ECO)[0].story_key
+
+
+def item_link_key(identified: Item | EntryKey) -> str | None:
+    return identified.link_key
 
 
 def keys(entries: list[Entry], feed_url: str = ECO) -> list[str]:

@@ -21,14 +21,15 @@ from typing import Any
 import pytest
 
 from alertd import pipeline, schedule
-from alertd.config import FeedConfig, load_config
+from alertd.config import MIN_RETENTION, FeedConfig, load_config
 from alertd.fetch import retry_after_hint
 from alertd.models import Item, ParsedFeed
 from alertd.parse import ParserPool
 from alertd.service import open_runtime, run_once
-from alertd.store import LAST_SEEN_RESOLUTION, MIN_RETENTION, PollOutcome, Store
+from alertd.store import LAST_SEEN_RESOLUTION, Store
 from alertd.watchlist import load_watchlist
 from tests.feedserver import FeedServer, make_rss
+from tests.storage import add_feed, record_failure, record_poll
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 MIN = timedelta(minutes=15)
@@ -494,22 +495,19 @@ async def test_one_story_in_two_feeds_is_one_digest_entry_with_also_in(
 
 
 def seen_long_ago(store: Store, url: str, key: str, *, failing: bool = False) -> None:
-    store.feed_state(url, url)
+    add_feed(store, url, url)
     item = Item(key, url, url, "t", "s", "<p>s</p>", f"{url}/{key}", f"story-{key}")
-    outcome = PollOutcome(url, None, None, None, [item], [], [], None)
-    store.record_poll(outcome, NOW - MIN_RETENTION - timedelta(days=2))
-    store.record_poll(PollOutcome(url, None, None, None, [], [], [], None), NOW)
+    record_poll(store, url, None, None, None, [item], [], [], None, NOW - MIN_RETENTION - timedelta(days=2))
+    record_poll(store, url, None, None, None, [], [], [], None, NOW)
     if failing:
-        store.record_failure(url, "timeout", "timed out", NOW, None)
+        record_failure(store, url, "timeout", "timed out", NOW, None)
 
 
 def test_prune_forgets_only_items_of_healthy_feeds_seen_long_ago(tmp_path: Path) -> None:
     with Store.open(tmp_path / "state.sqlite3") as store:
         seen_long_ago(store, "https://ok.test/feed", "old")
         seen_long_ago(store, "https://down.test/feed", "kept", failing=True)
-        store.record_poll(
-            PollOutcome("https://ok.test/feed", None, None, None, [], [], [], None, seen_link_keys=()), NOW
-        )
+        record_poll(store, "https://ok.test/feed", None, None, None, [], [], [], None, NOW, seen_link_keys=())
         assert store.prune(NOW, MIN_RETENTION) == 1
         assert store.known_keys(["old", "kept"]) == {"kept"}
         with pytest.raises(ValueError, match="at least 90 days"):
@@ -523,11 +521,11 @@ def test_last_seen_is_refreshed_daily_and_retention_still_counts_from_the_last_s
     item = Item("k", url, url, "t", "s", "<p>s</p>", f"{url}/k", "story-k")
 
     def sighting(at: datetime, seen: list[str]) -> None:
-        store.record_poll(PollOutcome(url, None, None, None, [], seen, [], None), at)
+        record_poll(store, url, None, None, None, [], seen, [], None, at)
 
     with Store.open(tmp_path / "state.sqlite3") as store:
-        store.feed_state(url, url)
-        store.record_poll(PollOutcome(url, None, None, None, [item], [], [], None), start)
+        add_feed(store, url, url)
+        record_poll(store, url, None, None, None, [item], [], [], None, start)
         sighting(start + timedelta(hours=23), ["k"])  # within a day: last_seen not rewritten
         sighting(start + timedelta(days=3), ["k"])  # a day old: refreshed
         left = start + timedelta(days=3, hours=20)

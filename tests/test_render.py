@@ -29,7 +29,6 @@ from alertd.render import (
     packaged_templates_dir,
     render_digest,
     safe_header,
-    sanitize_html,
 )
 from tests.test_digest import NOW, digest_of, matched_item
 
@@ -545,38 +544,6 @@ def test_poison_story_in_overflow_is_skipped(tmp_path: Path) -> None:
     text = text_part(render_digest(digest, load_templates(tmp_path)))
 
     assert text.strip() == "1fine"
-
-
-# --- sanitize_html -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("dirty", "clean"),
-    [
-        ("<p>Hello <b>world</b></p>", "<p>Hello <b>world</b></p>"),
-        ("<script>alert(1)</script>ok", "ok"),
-        ("<style>p{}</style>ok", "ok"),
-        ('<img src="https://t.example/p.gif">ok', "ok"),
-        ('<p onclick="x()">t</p>', "<p>t</p>"),
-        ('<iframe src="https://e.example"></iframe>ok', "ok"),
-        ('<form action="x"><input name="q"></form>ok', "ok"),
-        ('<a href="javascript:alert(1)">x</a>', '<a rel="noopener noreferrer">x</a>'),
-        (
-            '<a href="https://e.example/" title="t" target="_blank">x</a>',
-            '<a href="https://e.example/" rel="noopener noreferrer">x</a>',
-        ),
-        (
-            '<a href="mailto:a@e.example">m</a>',
-            '<a href="mailto:a@e.example" rel="noopener noreferrer">m</a>',
-        ),
-        ("<h2>big</h2><h3>ok</h3>", "big<h3>ok</h3>"),
-        ("<!-- c --><em>e</em>", "<em>e</em>"),
-        ('<span style="color:red">s</span>', "s"),
-        ('<a href="/relative">r</a>', '<a rel="noopener noreferrer">r</a>'),
-    ],
-)
-def test_sanitize_html_allow_list(dirty: str, clean: str) -> None:
-    assert clean == sanitize_html(dirty)
 
 
 @pytest.mark.parametrize(

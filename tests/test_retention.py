@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from alertd.models import Item, Match
-from alertd.store import PollOutcome, Store
+from alertd.store import Store
+from tests.storage import add_feed, mark_sent, record_failure, record_poll, register
 
 START = datetime(2026, 1, 1, 7, 0, tzinfo=UTC)
 FEEDS = [f"https://feeds.test/{n}.xml" for n in range(100)]
@@ -40,21 +41,21 @@ def test_a_simulated_year_of_a_100_feed_farm_stays_bounded(tmp_path: Path) -> No
     path = tmp_path / "state.sqlite3"
     sizes: dict[int, int] = {}
     with Store.open(path) as store:
-        store.subscriber_state("me@example.org", START)
+        register(store, "me@example.org", START)
         for feed in FEEDS:
-            store.feed_state(feed, feed)
+            add_feed(store, feed, feed)
         for week in range(0, 52, 2):  # a poll every other week brings two weeks of items
             now = START + timedelta(weeks=week)
             for feed in FEEDS:
                 items = week_of_items(feed, week, count=100)
                 matches = [(items[0].key, Match("t", ("x",)))]
-                store.record_poll(PollOutcome(feed, None, None, f"h{week}", items, [], matches, None), now)
+                record_poll(store, feed, None, None, f"h{week}", items, [], matches, None, now)
             pending = store.pending_matches("me@example.org", ["t"], START)
             outbox_id = store.enqueue_digest(
                 "me@example.org", f"<w{week}@alertd>", b"x" * 30_000, pending, now
             )
             assert outbox_id is not None
-            store.mark_sent(outbox_id, now)
+            mark_sent(store, outbox_id, now)
             store.prune(now)
             store.prune_history(now)
             store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -71,29 +72,27 @@ def test_a_simulated_year_of_a_100_feed_farm_stays_bounded(tmp_path: Path) -> No
 def test_nothing_is_pruned_for_a_feed_whose_last_poll_failed(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.sqlite3") as store:
         feed = FEEDS[0]
-        store.feed_state(feed, "F")
-        store.record_poll(PollOutcome(feed, None, None, "h", week_of_items(feed, 0), [], [], None), START)
-        store.record_failure(feed, "timeout", "read timed out", START + timedelta(days=200), None)
+        add_feed(store, feed, "F")
+        record_poll(store, feed, None, None, "h", week_of_items(feed, 0), [], [], None, START)
+        record_failure(store, feed, "timeout", "read timed out", START + timedelta(days=200), None)
         assert 0 == store.prune(START + timedelta(days=200))
         assert 50 == store.counts()["items"]
 
 
 def test_an_item_still_in_its_feed_is_never_mailed_again_after_retention(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.sqlite3") as store:
-        store.subscriber_state("me@example.org", START)
+        register(store, "me@example.org", START)
         feed = FEEDS[0]
-        store.feed_state(feed, "F")
+        add_feed(store, feed, "F")
         item = week_of_items(feed, 0)[0]
-        store.record_poll(
-            PollOutcome(feed, None, None, "h", [item], [], [(item.key, Match("t", ("x",)))], None), START
-        )
+        record_poll(store, feed, None, None, "h", [item], [], [(item.key, Match("t", ("x",)))], None, START)
         pending = store.pending_matches("me@example.org", ["t"], START)
         outbox_id = store.enqueue_digest("me@example.org", "<a@alertd>", b"m", pending, START)
         assert outbox_id is not None
-        store.mark_sent(outbox_id, START)
+        mark_sent(store, outbox_id, START)
         for day in range(1, 200, 7):
             now = START + timedelta(days=day)
-            store.record_poll(PollOutcome(feed, None, None, f"h{day}", [], [item.key], [], None), now)
+            record_poll(store, feed, None, None, f"h{day}", [], [item.key], [], None, now)
             store.prune(now)
             store.prune_history(now)
         assert 0 == store.counts()["outbox"]

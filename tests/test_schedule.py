@@ -9,12 +9,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from alertd.schedule import (
-    backoff_delay,
+    BACKOFF_CAP,
+    PollBounds,
+    backoff,
     format_duration,
     next_digest_time,
+    next_poll_time,
     parse_digest_schedule,
     parse_duration,
-    poll_delay,
 )
 
 
@@ -135,13 +137,23 @@ def test_immediate_is_due_at_once_and_hourly_on_the_hour() -> None:
 
 def test_poll_delay_stays_within_jitter() -> None:
     rng = random.Random(1)
-    delays = [poll_delay(timedelta(minutes=10), 0.1, rng).total_seconds() for _ in range(200)]
+    now, bounds = (
+        datetime(2026, 11, 26, 7, 0, tzinfo=UTC),
+        PollBounds(timedelta(minutes=1), timedelta(days=1)),
+    )
+    delays = [
+        (next_poll_time(now, timedelta(minutes=10), bounds, 0.1, rng) - now).total_seconds()
+        for _ in range(200)
+    ]
     assert 540 <= min(delays) < max(delays) <= 660
 
 
 def test_backoff_doubles_and_caps_at_a_day() -> None:
     rng = random.Random(2)
-    delays = [backoff_delay(n, timedelta(minutes=15), rng).total_seconds() for n in range(1, 12)]
+    delays = [
+        backoff(n, timedelta(minutes=15), BACKOFF_CAP, rng=rng, jitter=0.1).total_seconds()
+        for n in range(1, 12)
+    ]
     assert 810 <= delays[0] <= 990
     assert 1620 <= delays[1] <= 1980
     assert max(delays) <= 86400

@@ -21,8 +21,14 @@ import psutil
 import pytest
 
 from alertd.config import DeliveryConfig, SmtpConfig
-from alertd.deliver import AuthDeliveryError, SmtpSetupError, deliver, smtp_conversation
-from alertd.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from alertd.deliver import deliver, smtp_conversation
+from alertd.errors import (
+    AuthDeliveryError,
+    DeliveryError,
+    PermanentDeliveryError,
+    SmtpSetupError,
+    TransientDeliveryError,
+)
 from tests.processes import wait_for
 from tests.smtpserver import DROP, ServerFactory, SmtpServer
 from tests.test_deliver import PASSWORD, make_message, smtp_config

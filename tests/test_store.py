@@ -10,7 +10,8 @@ import pytest
 
 from alertd.errors import StoreError
 from alertd.models import Item, Match, Span
-from alertd.store import MIGRATIONS, PollOutcome, Store
+from alertd.store import MIGRATIONS, Store
+from tests.storage import add_feed, mark_retry, mark_sent, record_failure, record_not_modified, record_poll, register
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 
@@ -29,11 +30,9 @@ def item(key: str, story: str | None = None, feed: str = "https://feeds.test/a.x
 
 
 def poll(store: Store, items: list[Item], topic: str = "t", feed: str = "https://feeds.test/a.xml") -> None:
-    store.feed_state(feed, "A")
+    add_feed(store, feed, "A")
     matches = [(i.key, Match(topic, ("Alibaba",), (Span("title", 0, 7, "Alibaba"),), 2.0)) for i in items]
-    store.record_poll(
-        PollOutcome(feed, '"e1"', None, "h", items, [], matches, NOW + timedelta(minutes=15)), NOW
-    )
+    record_poll(store, feed, '"e1"', None, "h", items, [], matches, NOW + timedelta(minutes=15), NOW)
 
 
 @pytest.fixture
@@ -68,21 +67,18 @@ def test_poll_commits_items_matches_and_http_state_together(store: Store) -> Non
 
 
 def test_a_failed_step_rolls_back_entirely(store: Store) -> None:
-    store.feed_state("https://feeds.test/a.xml", "A")
+    add_feed(store, "https://feeds.test/a.xml", "A")
     bad = Match("t", ("x",))
     with pytest.raises(sqlite3.IntegrityError):
         # The match references an item that is not in the same poll: the foreign key fails the whole step.
-        store.record_poll(
-            PollOutcome(
-                "https://feeds.test/a.xml", None, None, "h", [item("1")], [], [("missing", bad)], None
-            ),
-            NOW,
+        record_poll(
+            store, "https://feeds.test/a.xml", None, None, "h", [item("1")], [], [("missing", bad)], None, NOW
         )
     assert set() == store.known_keys(["1"])
 
 
 def test_pending_matches_exclude_delivered_ones_and_repeats_of_a_delivered_story(store: Store) -> None:
-    store.subscriber_state("me@example.org", NOW - timedelta(hours=1))
+    register(store, "me@example.org", NOW - timedelta(hours=1))
     poll(store, [item("1", story="s1"), item("2", story="s2")])
     pending = store.pending_matches("me@example.org", ["t"], NOW - timedelta(hours=1))
     assert ["1", "2"] == [m.item.key for m in pending]
@@ -108,12 +104,15 @@ def test_pending_matches_exclude_delivered_ones_and_repeats_of_a_delivered_story
 
 def test_a_new_subscriber_gets_no_history(store: Store) -> None:
     poll(store, [item("1")])
-    since, _ = store.subscriber_state("late@example.org", NOW + timedelta(minutes=1))
+    register(store, "late@example.org", NOW + timedelta(minutes=1))
+    state = store.subscriber_state("late@example.org")
+    assert state is not None
+    since = state.since
     assert [] == store.pending_matches("late@example.org", ["t"], since)
 
 
 def test_the_same_digest_is_never_queued_twice(store: Store) -> None:
-    store.subscriber_state("me@example.org", NOW - timedelta(hours=1))
+    register(store, "me@example.org", NOW - timedelta(hours=1))
     poll(store, [item("1")])
     pending = store.pending_matches("me@example.org", ["t"], NOW - timedelta(hours=1))
     assert store.enqueue_digest("me@example.org", "<d1@alertd>", b"m", pending, NOW) is not None
@@ -122,29 +121,29 @@ def test_the_same_digest_is_never_queued_twice(store: Store) -> None:
 
 
 def test_outbox_lifecycle_retry_then_sent(store: Store) -> None:
-    store.subscriber_state("me@example.org", NOW)
+    register(store, "me@example.org", NOW)
     outbox_id = store.enqueue_digest("me@example.org", "<d1@alertd>", b"m", [], NOW)
     assert outbox_id is not None
     assert [outbox_id] == [m.id for m in store.due_outbox(NOW)]
-    store.mark_retry(outbox_id, "451 try later", NOW + timedelta(minutes=1))
+    mark_retry(store, outbox_id, "451 try later", NOW + timedelta(minutes=1))
     assert [] == store.due_outbox(NOW)
     retried = store.due_outbox(NOW + timedelta(minutes=1))
     assert [(1, "451 try later")] == [(m.attempts, m.last_error) for m in retried]
-    store.mark_sent(outbox_id, NOW + timedelta(minutes=1))
+    mark_sent(store, outbox_id, NOW + timedelta(minutes=1))
     assert [] == store.due_outbox(NOW + timedelta(days=1))
     assert [] == store.outbox()
 
 
 def test_failures_count_up_and_a_success_resets_them(store: Store) -> None:
     url = "https://feeds.test/a.xml"
-    store.feed_state(url, "A")
-    store.record_failure(url, "timeout", "read timed out", NOW, NOW + timedelta(minutes=15))
-    store.record_failure(url, "http_5xx", "HTTP 503", NOW, NOW + timedelta(minutes=30))
+    add_feed(store, url, "A")
+    record_failure(store, url, "timeout", "read timed out", NOW, NOW + timedelta(minutes=15))
+    record_failure(store, url, "http_5xx", "HTTP 503", NOW, NOW + timedelta(minutes=30))
     state = store.feed_state(url, "A")
     assert (2, "http_5xx", False) == (state.consecutive_failures, state.last_error_class, state.gone)
-    store.record_not_modified(url, NOW, None)
+    record_not_modified(store, url, NOW, None)
     assert 0 == store.feed_state(url, "A").consecutive_failures
-    store.record_failure(url, "gone", "HTTP 410", NOW, None)
+    record_failure(store, url, "gone", "HTTP 410", NOW, None)
     assert store.feed_state(url, "A").gone
 
 

@@ -81,7 +81,7 @@ MDWE_SMOKE = textwrap.dedent(
     else:
         print("MDWE-NOT-ENFORCED"); sys.exit(0)
     import asyncio, ssl, sqlite3, zoneinfo
-    import feedparser, httpx, jinja2, nh3, aiosmtplib, apscheduler.schedulers.asyncio
+    import feedparser, httpx, jinja2, aiosmtplib, apscheduler.schedulers.asyncio, re2
     import alertd.cli, alertd.service
     from alertd.parse import ParserPool
     from alertd.render import load_templates, check_templates
