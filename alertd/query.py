@@ -12,6 +12,10 @@ Grammar (operators are upper case; ``and``/``or`` in lower case are ordinary wor
     FIELD   := title | summary | link
 
 Parsing is pure; errors carry the character offset inside the query string.
+
+Parentheses nest at most :data:`MAX_DEPTH` levels, checked before parsing, so that neither the parser (which
+recurses once per group) nor the walks of the compiled condition can run out of stack. Runs of ``NOT`` and of
+``field:`` prefixes are read in a loop, whatever their length: ``NOT NOT NOT x`` is ``NOT x``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import re
 from dataclasses import dataclass
 
 FIELDS = ("title", "summary", "link")
+# Real queries group 3 or 4 deep; 32 groups keep parsing and every walk of the tree a few hundred frames deep.
+MAX_DEPTH = 32
 
 _LEXEME = re.compile(
     r"""(?P<space>\s+)
@@ -97,7 +103,27 @@ class _Lexeme:
 
 def parse_query(query: str) -> QNode:
     """Parse ``query`` into a tree; raise :class:`QuerySyntaxError` with the offset of the problem."""
-    return _Parser(_lex(query), len(query)).parse()
+    lexemes = _lex(query)
+    _refuse_deep_nesting(lexemes)
+    return _Parser(lexemes, len(query)).parse()
+
+
+def _refuse_deep_nesting(lexemes: list[_Lexeme]) -> None:
+    """Refuse more than :data:`MAX_DEPTH` nested parentheses, at the first one too deep."""
+    depth = deepest = 0
+    first_too_deep: int | None = None
+    for lexeme in lexemes:
+        if lexeme.kind == "lparen":
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH and first_too_deep is None:
+                first_too_deep = lexeme.offset
+        elif lexeme.kind == "rparen":
+            depth = max(depth - 1, 0)
+    if first_too_deep is not None:
+        raise QuerySyntaxError(
+            f"parentheses nested {deepest} deep; at most {MAX_DEPTH} levels are allowed", first_too_deep
+        )
 
 
 def _lex(query: str) -> list[_Lexeme]:
@@ -162,11 +188,15 @@ class _Parser:
         return children[0] if len(children) == 1 else QAnd(tuple(children))
 
     def _unary(self) -> QNode:
-        ahead = self._peek()
-        if ahead is not None and ahead.kind == "not":
+        negations = 0
+        while (ahead := self._peek()) is not None and ahead.kind == "not":
             self._take()
-            return QNot(self._unary())
-        return self._near()
+            negations += 1
+        node = self._near()
+        # NOT NOT x stays two nodes (its terms are negated, so never evidence); any longer run is one of those.
+        for _ in range(negations if negations <= 2 else 2 - negations % 2):
+            node = QNot(node)
+        return node
 
     def _near(self) -> QNode:
         node = self._primary()
@@ -181,11 +211,16 @@ class _Parser:
             node = QNear(node, right, ahead.distance)
         return node
 
-    def _primary(self, field: str | None = None) -> QNode:
-        lexeme = self._peek()
-        if lexeme is None:
-            raise QuerySyntaxError("query ends where a word was expected", self.length)
-        self._take()
+    def _primary(self) -> QNode:
+        field: str | None = None
+        while True:
+            lexeme = self._peek()
+            if lexeme is None:
+                raise QuerySyntaxError("query ends where a word was expected", self.length)
+            self._take()
+            if lexeme.kind != "field":
+                break
+            field = lexeme.text[:-1]  # in title:summary:x the innermost scope wins
         if lexeme.kind == "lparen":
             node = self._or()
             closing = self._peek()
@@ -193,8 +228,6 @@ class _Parser:
                 raise QuerySyntaxError("unclosed parenthesis", lexeme.offset)
             self._take()
             return _scoped(node, field)
-        if lexeme.kind == "field":
-            return self._primary(field=lexeme.text[:-1])
         return self._atom(lexeme, field)
 
     def _atom(self, lexeme: _Lexeme, field: str | None) -> QNode:

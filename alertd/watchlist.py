@@ -42,7 +42,7 @@ from alertd.conditions import (
     evaluate,
 )
 from alertd.errors import ConfigError, Problem
-from alertd.normalise import inflected_forms, leading_elision, term_words
+from alertd.normalise import fold, inflected_forms, leading_elision, term_words
 from alertd.query import (
     FIELDS,
     QAnd,
@@ -55,8 +55,16 @@ from alertd.query import (
     QuerySyntaxError,
     parse_query,
 )
-from alertd.termindex import TEXT_FIELDS, Inflection, Term, TermIndex, build_index
-from alertd.tomlsource import KeyPath, TomlDocument, load
+from alertd.termindex import (
+    TEXT_FIELDS,
+    Inflection,
+    RegexError,
+    Term,
+    TermIndex,
+    build_index,
+    compile_regex,
+)
+from alertd.tomlsource import KeyPath, TomlDocument, load, string_offset
 
 PRIORITIES = ("normal", "immediate")
 _TOP_KEYS = frozenset({"topic", "sets"})
@@ -78,6 +86,9 @@ _TOPIC_KEYS = frozenset(
 _TERM_KEYS = frozenset({"text", "regex", "case", "form", "weight", "field"})
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _SET_REFERENCE = re.compile(r"@([A-Za-z0-9][A-Za-z0-9_.-]*)")
+_STRING_OPENING = re.compile(r"\s*(\"\"\"|'''|\"|')(\r?\n)?")
+# What in a regex is syntax rather than text to match: escapes (\p{Lu} whole), classes, group names, flags.
+_REGEX_SYNTAX = re.compile(r"\\[pPxN]\{[^}]*\}|\\.|\[[^\]]*\]|\(\?P?<[^>]*>|\(\?[A-Za-z-]+[:)]")
 
 
 @dataclass(frozen=True)
@@ -127,11 +138,7 @@ class Watchlist:
 def load_watchlist(path: Path, inflection: Inflection | None = None) -> Watchlist:
     """Read, compile and lint the watchlist at ``path``; raise ConfigError with every error found."""
     document = load(path)
-    try:
-        source: str | None = path.read_text(encoding="utf-8")
-    except OSError:  # pragma: no cover - load() just read it
-        source = None
-    return compile_watchlist(document, source=source, inflection=inflection)
+    return compile_watchlist(document, source=document.text, inflection=inflection)
 
 
 def compile_watchlist(
@@ -407,7 +414,7 @@ class _Compiler:
         if found is None:
             found = len(self.terms)
             self._term_ids[key] = found
-            regex = re.compile(spec.regex) if spec.regex is not None else None
+            regex = compile_regex(spec.regex) if spec.regex is not None else None
             display = spec.text + ("*" if spec.prefix else "") if spec.regex is None else spec.regex
             self.terms.append(
                 Term(
@@ -525,20 +532,20 @@ class _Compiler:
             self.report((*where, "regex"), "regex must be a string")
             return None
         try:
-            compiled = re.compile(pattern)
-        except re.error as exc:
+            compiled = compile_regex(pattern)
+        except RegexError as exc:
             key: KeyPath = (*where, "regex")
-            line, col = self._position_in_value(key, exc.pos or 0)
-            self.report_at(key, line, col, f"invalid regex {pattern!r}: {exc.msg}")
+            line, col = self._position_in_value(key, exc.offset)
+            self.report_at(key, line, col, f"invalid regex {pattern!r}: {exc.message}")
             return None
-        if compiled.search("") is not None:
+        if compiled.matches_empty_text():
             self.report((*where, "regex"), f"regex {pattern!r} matches the empty string")
             return None
         if options["case_exact"]:
             self.report((*where, "case"), 'regex terms run on normalised text: case = "exact" cannot apply')
             return None
-        literal = re.sub(r"\\.|\[[^\]]*\]|\(\?[A-Za-z]+\)", "", pattern)
-        if any(ch.isupper() or (ch.isalpha() and not ch.isascii()) for ch in literal):
+        literal = _REGEX_SYNTAX.sub("", pattern)
+        if any(ch.isalpha() and fold(ch) != ch for ch in literal):  # Cyrillic and Greek letters can match
             self.report(
                 (*where, "regex"),
                 "regex runs on normalised text (lower case, no accents): upper-case or accented "
@@ -631,28 +638,30 @@ class _Compiler:
         return [Leaf(self._term_id(spec))]
 
     def _position_in_value(self, key: KeyPath, offset: int) -> tuple[int, int]:
-        """Line and column of character ``offset`` inside the string value of ``key``."""
+        """Line and column of character ``offset`` inside the string value of ``key`` (escapes such as
+        ``\\\\`` in a basic string count as the one character they stand for)."""
         line, col = self.doc.locate(key)
         if self.source is None:
             return line, col
-        start = _value_start(self.source, line, col)
-        if start is None:
+        found = _value_start(self.source, line, col)
+        if found is None:
             return line, col
-        absolute = start + offset
+        start, quote = found
+        absolute = string_offset(self.source, start, quote, offset)
         before = self.source[:absolute]
         return before.count("\n") + 1, absolute - (before.rfind("\n") + 1) + 1
 
 
-def _value_start(source: str, line: int, col: int) -> int | None:
-    """Offset of the first character of the string value whose key is at ``line:col``."""
+def _value_start(source: str, line: int, col: int) -> tuple[int, str] | None:
+    """Offset of the first character of the string value whose key is at ``line:col``, and its quote."""
     line_start = 0
     for _ in range(line - 1):
         line_start = source.index("\n", line_start) + 1
     equals = source.find("=", line_start + col - 1)
     if equals < 0:
         return None
-    found = re.compile(r"\s*(\"\"\"|'''|\"|')(\r?\n)?").match(source, equals + 1)
-    return found.end() if found else None
+    found = _STRING_OPENING.match(source, equals + 1)
+    return (found.end(), found.group(1)) if found else None
 
 
 def _with_scope(spec: _TermSpec, scope: frozenset[str] | None, where: KeyPath) -> _TermSpec:
