@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -18,10 +17,29 @@ from typing import Any, Literal
 
 from alertd import schedule as schedule_mod
 from alertd.errors import ConfigError, Problem
+from alertd.mailaddr import MailAddress
 from alertd.models import MessageLanguage
-from alertd.quiet import QuietHours, parse_quiet_hours
+from alertd.quiet import QuietHours
 from alertd.tomlsource import KeyPath, TomlDocument
 from alertd.tomlsource import load as load_toml
+from alertd.validators import (
+    Converter,
+    choice,
+    digest_schedule,
+    duration,
+    duration_at_least,
+    fraction,
+    http_url,
+    int_range,
+    listen_address,
+    mail_address,
+    nonempty,
+    path,
+    quiet_hours,
+    string_list,
+    timezone_name,
+    type_name,
+)
 
 DEFAULT_USER_AGENT = "alertd/0.1 (+https://example.invalid/alertd; self-hosted news alerts)"
 MIN_RETENTION = timedelta(days=90)
@@ -37,128 +55,9 @@ FirstPoll = Literal["seed", "alert"]
 DeliveryMethod = Literal["maildir", "mbox", "smtp"]
 SmtpSecurity = Literal["starttls", "tls", "none"]
 
-# --- validators -------------------------------------------------------------------------------------
-
-Converter = Callable[[Any], Any]
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_type_name(value)}")
-    return value
-
-
-def _nonempty_str(value: Any) -> str:
-    text = _str(value).strip()
-    if not text:
-        raise ValueError("must not be empty")
-    return text
-
-
-def _int_range(low: int, high: int) -> Converter:
-    def convert(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {_type_name(value)}")
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}, got {value}")
-        return value
-
-    return convert
-
-
-def _duration(value: Any) -> timedelta:
-    return schedule_mod.parse_duration(_str(value))
-
-
-def _duration_at_least(minimum: timedelta) -> Converter:
-    def convert(value: Any) -> timedelta:
-        duration = _duration(value)
-        if duration < minimum:
-            raise ValueError(f"must be at least {schedule_mod.format_duration(minimum)}, got {value!r}")
-        return duration
-
-    return convert
-
-
-def _choice(*choices: str) -> Converter:
-    def convert(value: Any) -> str:
-        text = _str(value)
-        if text not in choices:
-            raise ValueError(f"must be one of {', '.join(repr(c) for c in choices)}, got {text!r}")
-        return text
-
-    return convert
-
-
-def _str_list(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ValueError(f"expected an array of strings, got {_type_name(value)}")
-    for element in value:
-        if not isinstance(element, str):
-            raise ValueError(f"expected an array of strings, found {_type_name(element)}")
-    return tuple(value)
-
-
-_URL = re.compile(r"^https?://[^\s/]+", re.IGNORECASE)
-
-
-def _url(value: Any) -> str:
-    text = _nonempty_str(value)
-    if not _URL.match(text):
-        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
-    return text
-
-
-_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
-
-
-def _email(value: Any) -> str:
-    text = _nonempty_str(value)
-    if not _EMAIL.match(text):
-        raise ValueError(f"expected an email address like 'name@example.org', got {text!r}")
-    return text
-
-
-def _timezone(value: Any) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    text = _nonempty_str(value)
-    try:
-        ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {text!r} (use an IANA name such as 'Europe/Paris')") from exc
-    return text
-
-
-def _schedule(value: Any) -> schedule_mod.DigestSchedule:
-    return schedule_mod.parse_digest_schedule(_str(value))
-
-
-def _path(value: Any) -> Path:
-    return Path(_nonempty_str(value))
-
-
-def _fraction(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"expected a number, got {_type_name(value)}")
-    if not 0 <= value <= 0.5:
-        raise ValueError(f"must be between 0 and 0.5, got {value}")
-    return float(value)
-
-
-def _type_name(value: Any) -> str:
-    names = {
-        str: "a string",
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        list: "an array",
-    }
-    return names.get(type(value), "a table" if isinstance(value, dict) else type(value).__name__)
-
 
 def _retention(value: Any) -> timedelta:
-    delta = _duration(value)
+    delta = duration(value)
     if delta < MIN_RETENTION:
         raise ValueError(
             f"must be at least {schedule_mod.format_duration(MIN_RETENTION)}, got {value!r}: a shorter memory "
@@ -167,83 +66,72 @@ def _retention(value: Any) -> timedelta:
     return delta
 
 
-def _quiet_hours(value: Any) -> QuietHours:
-    return parse_quiet_hours(_str(value))
-
-
-def _listen(value: Any) -> str:
-    text = _nonempty_str(value)
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT such as '127.0.0.1:9464', got {text!r}")
-    return text
-
-
 # --- the option table: each option once, with its validator and its default --------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Option:
     convert: Converter
+    """Turns the TOML value into the config's, or raises ValueError saying why."""
     default: Any = None
     required: bool = False
 
 
 _TOP = {
-    "watchlist": Option(_path, Path("watchlist.toml")),
-    "templates_dir": Option(_path),
-    "feeds_file": Option(_path, Path("feeds.toml")),
+    "watchlist": Option(path, Path("watchlist.toml")),
+    "templates_dir": Option(path),
+    "feeds_file": Option(path, Path("feeds.toml")),
 }
 _STATE = {
-    "path": Option(_path, Path("var/alertd.sqlite3")),
+    "path": Option(path, Path("var/alertd.sqlite3")),
     "retention": Option(_retention, MIN_RETENTION),
 }
 _POLL = {
-    "interval": Option(_duration, timedelta(minutes=15)),
-    "concurrency": Option(_int_range(1, 1000), 64),
-    "timeout": Option(_duration, timedelta(seconds=30)),
-    "user_agent": Option(_nonempty_str, DEFAULT_USER_AGENT),
-    "first_poll": Option(_choice("seed", "alert"), "seed"),
-    "max_body_bytes": Option(_int_range(1024, 1 << 30), 10 * 1024 * 1024),
-    "jitter": Option(_fraction, 0.1),
-    "min_interval": Option(_duration_at_least(timedelta(minutes=1)), timedelta(minutes=15)),
-    "max_interval": Option(_duration, timedelta(hours=24)),
+    "interval": Option(duration, timedelta(minutes=15)),
+    "concurrency": Option(int_range(1, 1000), 64),
+    "timeout": Option(duration, timedelta(seconds=30)),
+    "user_agent": Option(nonempty, DEFAULT_USER_AGENT),
+    "first_poll": Option(choice("seed", "alert"), "seed"),
+    "max_body_bytes": Option(int_range(1024, 1 << 30), 10 * 1024 * 1024),
+    "jitter": Option(fraction, 0.1),
+    "min_interval": Option(duration_at_least(timedelta(minutes=1)), timedelta(minutes=15)),
+    "max_interval": Option(duration, timedelta(hours=24)),
 }
 _FEED = {
-    "url": Option(_url, required=True),
-    "name": Option(_nonempty_str),
-    "interval": Option(_duration),
-    "tags": Option(_str_list, ()),
+    "url": Option(http_url, required=True),
+    "name": Option(nonempty),
+    "interval": Option(duration),
+    "tags": Option(string_list, ()),
 }
 _DELIVERY = {
-    "method": Option(_choice("maildir", "mbox", "smtp"), "maildir"),
-    "maildir": Option(_path, Path("var/mail")),
-    "mbox": Option(_path, Path("var/alertd.mbox")),
-    "from": Option(_email, "alertd@localhost"),
+    "method": Option(choice("maildir", "mbox", "smtp"), "maildir"),
+    "maildir": Option(path, Path("var/mail")),
+    "mbox": Option(path, Path("var/alertd.mbox")),
+    "from": Option(mail_address, "alertd@localhost"),
 }
 _SMTP = {
-    "host": Option(_nonempty_str, "localhost"),
-    "port": Option(_int_range(1, 65535), 587),
-    "security": Option(_choice("starttls", "tls", "none"), "starttls"),
-    "username": Option(_nonempty_str),
-    "password_file": Option(_path),
-    "timeout": Option(_duration, timedelta(seconds=120)),
+    "host": Option(nonempty, "localhost"),
+    "port": Option(int_range(1, 65535), 587),
+    "security": Option(choice("starttls", "tls", "none"), "starttls"),
+    "username": Option(nonempty),
+    "password_file": Option(path),
+    "timeout": Option(duration, timedelta(seconds=120)),
 }
 _SUBSCRIBER = {
-    "email": Option(_email, required=True),
-    "name": Option(_nonempty_str),
-    "topics": Option(_str_list),
-    "schedule": Option(_schedule, required=True),
-    "timezone": Option(_timezone),
-    "quiet_hours": Option(_quiet_hours),
-    "max_items_per_topic": Option(_int_range(1, 1000), 20),
-    "language": Option(_choice("fr", "en"), "fr"),
+    "email": Option(mail_address, required=True),
+    "name": Option(nonempty),
+    "topics": Option(string_list),
+    "schedule": Option(digest_schedule, required=True),
+    "timezone": Option(timezone_name),
+    "quiet_hours": Option(quiet_hours),
+    "max_items_per_topic": Option(int_range(1, 1000), 20),
+    "language": Option(choice("fr", "en"), "fr"),
 }
 _DIGEST = {
-    "debounce": Option(_duration, timedelta(minutes=2)),
-    "feed_health_after": Option(_duration_at_least(timedelta(minutes=1)), timedelta(hours=6)),
+    "debounce": Option(duration, timedelta(minutes=2)),
+    "feed_health_after": Option(duration_at_least(timedelta(minutes=1)), timedelta(hours=6)),
 }
-_METRICS = {"listen": Option(_listen)}
+_METRICS = {"listen": Option(listen_address)}
 
 OPTIONS: Mapping[str, Mapping[str, Option]] = {
     "": _TOP,
@@ -423,7 +311,7 @@ class _Loader:
     ) -> dict[str, Any]:
         """Convert one table: unknown keys, wrong types and missing values become problems."""
         if not isinstance(raw, dict):
-            self.problem(where, f"expected a table, got {_type_name(raw)}")
+            self.problem(where, f"expected a table, got {type_name(raw)}")
             raw = {}
         values: dict[str, Any] = {}
         for key, value in raw.items():
@@ -449,7 +337,7 @@ class _Loader:
     def array(self, name: str) -> list[tuple[KeyPath, Any]]:
         raw = self.doc.data.get(name, [])
         if not isinstance(raw, list):
-            self.problem((name,), f"expected [[{name}]] tables, got {_type_name(raw)}")
+            self.problem((name,), f"expected [[{name}]] tables, got {type_name(raw)}")
             return []
         return [((name, i), entry) for i, entry in enumerate(raw)]
 
@@ -551,7 +439,7 @@ class _Loader:
             method=values["method"],
             maildir=self.state_base / values["maildir"],
             mbox=self.state_base / values["mbox"],
-            sender=values["from"],
+            sender=_header_form(values["from"]),
             smtp=SmtpConfig(
                 host=smtp["host"],
                 port=smtp["port"],
@@ -580,8 +468,10 @@ class _Loader:
                 continue
             subscribers.append(
                 SubscriberConfig(
-                    email=values["email"],
-                    name=values["name"] or values["email"].split("@")[0],
+                    email=values["email"].addr_spec,
+                    name=values["name"]
+                    or values["email"].display_name
+                    or values["email"].addr_spec.split("@")[0],
                     topics=topics,
                     schedule=values["schedule"],
                     timezone=values["timezone"] or default_tz,
@@ -594,6 +484,11 @@ class _Loader:
 
 
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def _header_form(address: MailAddress | str) -> str:
+    """The sender as written (a default from the option table is plain text, already valid)."""
+    return address if isinstance(address, str) else address.text()
 
 
 def _suggest(key: str, options: Mapping[str, Any]) -> str:

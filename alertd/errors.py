@@ -19,7 +19,7 @@ with ``raise ... from``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,10 +58,6 @@ class ConfigError(AlertdError):
     @classmethod
     def single(cls, path: Path, message: str, key: str = "", line: int = 1, col: int = 1) -> ConfigError:
         return cls([Problem(path, line, col, key, message)])
-
-    @classmethod
-    def merge(cls, errors: Iterable[ConfigError]) -> ConfigError:
-        return cls([p for e in errors for p in e.problems])
 
 
 class FetchError(AlertdError):

@@ -27,8 +27,6 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin
 
@@ -37,7 +35,7 @@ import httpx
 
 from alertd.config import DEFAULT_USER_AGENT
 from alertd.errors import FetchError
-from alertd.models import ErrorClass, FetchResult, FetchStatus, Hint
+from alertd.models import ErrorClass, FetchResult, FetchStatus
 from alertd.netguard import (
     IPNetwork,
     Resolver,
@@ -45,6 +43,7 @@ from alertd.netguard import (
     explicitly_configured,
     resolve_checked,
 )
+from alertd.responses import freshness, last_value, read_capped, retry_after_hint
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _PERMANENT_REDIRECT_STATUSES = frozenset({301, 308})
@@ -52,7 +51,6 @@ _RATE_LIMIT_STATUSES = frozenset({429, 503})
 _DRAIN_LIMIT = 64 * 1024
 """Largest non-feed body read to keep its connection alive (see :func:`_drain`)."""
 _ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
-_ZLIB_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 # Addresses checked for this fetch, by (host, port); the connection is made to one of them and nothing else.
 _checked_addresses: contextvars.ContextVar[dict[tuple[str, int], tuple[str, ...]]] = contextvars.ContextVar(
@@ -221,14 +219,14 @@ async def _result_of(
         "final_url": str(response.request.url),
         "permanent_redirect": _permanent_target(response, redirect_statuses),
         "content_type": headers.get("content-type"),
-        "base_url": urljoin(url, _last(headers, "content-location")),
+        "base_url": urljoin(url, last_value(headers, "content-location")),
         "fresh_for": freshness(
-            headers.get_list("cache-control"), _last(headers, "expires"), _last(headers, "date")
+            headers.get_list("cache-control"), last_value(headers, "expires"), last_value(headers, "date")
         ),
-        "retry_after": retry_after_hint(_last(headers, "retry-after")),
+        "retry_after": retry_after_hint(last_value(headers, "retry-after")),
     }
     if 200 <= status < 300:
-        body = await _read_capped(response, policy.max_body_bytes)
+        body = await read_capped(response, policy.max_body_bytes)
         return FetchResult(status=FetchStatus.OK, body=body, **common)
     await _drain(response)
     if status == 304:
@@ -237,56 +235,6 @@ async def _result_of(
         return FetchResult(status=FetchStatus.GONE, error=f"HTTP {status}", **common)
     error_class = _error_class_of_status(status)
     return FetchResult(status=FetchStatus.ERROR, error_class=error_class, error=f"HTTP {status}", **common)
-
-
-def _last(headers: httpx.Headers, name: str) -> str:
-    values = headers.get_list(name)
-    return values[-1].strip() if values else ""
-
-
-def freshness(cache_control: Iterable[str], expires: str, date: str) -> Hint | None:
-    """How long a response says it stays fresh: ``max-age``, else ``Expires`` − ``Date``.
-
-    ``no-cache`` / ``no-store`` and unreadable values give None (no hint), as does an Expires not after Date.
-    Without a Date, the Expires instant itself (the caller's clock measures it).
-    """
-    directives = [d.strip().lower() for value in cache_control for d in value.split(",")]
-    for directive in directives:
-        name, _, value = directive.partition("=")
-        if name.strip() == "max-age" and value.strip().strip('"').isdigit():
-            seconds = int(value.strip().strip('"'))
-            return timedelta(seconds=seconds) if seconds > 0 else None
-    if any(d in ("no-cache", "no-store") for d in directives):
-        return None
-    until = http_date(expires)
-    if until is None:
-        return None
-    served = http_date(date)
-    if served is None:
-        return until
-    lifetime = until - served
-    return lifetime if lifetime > timedelta(0) else None
-
-
-def retry_after_hint(value: str) -> Hint | None:
-    """A ``Retry-After`` value: delta-seconds as a duration, an HTTP-date as an instant; None if unreadable."""
-    text = value.strip()
-    if text.isdigit():
-        return timedelta(seconds=int(text))
-    return http_date(text)
-
-
-def http_date(text: str) -> datetime | None:
-    """An HTTP-date (RFC 9110: IMF-fixdate, or the obsolete forms) as an aware UTC datetime, else None."""
-    if not text.strip():
-        return None
-    try:
-        moment = parsedate_to_datetime(text.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
 
 
 def _permanent_target(response: httpx.Response, redirect_statuses: Sequence[int]) -> str | None:
@@ -322,65 +270,6 @@ async def _drain(response: httpx.Response) -> None:
             read += len(chunk)
             if read > _DRAIN_LIMIT:
                 return
-
-
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    """Stream the body, decoding it ourselves so the cap applies to decoded bytes as they are produced."""
-    body = _CappedBody(str(response.request.url), response.headers.get("content-encoding", ""), limit)
-    async for chunk in response.aiter_raw():
-        body.feed(chunk)
-    return body.finish()
-
-
-class _CappedBody:
-    """Accumulate a (possibly gzip / deflate encoded) body; raise too_large as soon as decoded bytes exceed."""
-
-    def __init__(self, url: str, content_encoding: str, limit: int) -> None:
-        self._url = url
-        codings = [c.strip().lower() for c in content_encoding.split(",")]
-        codings = [c for c in codings if c and c != "identity"]
-        if len(codings) > 1 or (codings and codings[0] not in _ZLIB_WBITS):
-            raise FetchError(url, "protocol_error", f"unsupported Content-Encoding {content_encoding!r}")
-        self._wbits = _ZLIB_WBITS[codings[0]] if codings else None
-        self._decompressor = zlib.decompressobj(self._wbits) if self._wbits is not None else None
-        self._started = False
-        self._limit = limit
-        self._size = 0
-        self._parts: list[bytes] = []
-
-    def feed(self, data: bytes) -> None:
-        if self._decompressor is None:
-            self._append(data)
-            return
-        while data and not self._decompressor.eof:
-            room = self._limit - self._size + 1  # never 0: zlib reads 0 as "unlimited"
-            self._append(self._decompress(data, room))
-            data = self._decompressor.unconsumed_tail
-
-    def finish(self) -> bytes:
-        if self._decompressor is not None:
-            self._append(self._decompressor.flush())
-        return b"".join(self._parts)
-
-    def _decompress(self, data: bytes, max_length: int) -> bytes:
-        assert self._decompressor is not None
-        try:
-            out = self._decompressor.decompress(data, max_length)
-        except zlib.error as exc:
-            if self._started or self._wbits != zlib.MAX_WBITS:
-                raise FetchError(self._url, "protocol_error", f"corrupt compressed body: {exc}") from exc
-            # "deflate" is sent both zlib-wrapped (per the RFC) and raw (by many servers).
-            self._wbits = -zlib.MAX_WBITS
-            self._decompressor = zlib.decompressobj(self._wbits)
-            return self._decompress(data, max_length)
-        self._started = True
-        return out
-
-    def _append(self, data: bytes) -> None:
-        self._size += len(data)
-        if self._size > self._limit:
-            raise FetchError(self._url, "too_large", f"body exceeds {self._limit} decoded bytes")
-        self._parts.append(data)
 
 
 def _classify(exc: BaseException, policy: FetchPolicy) -> tuple[ErrorClass, str]:

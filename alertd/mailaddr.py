@@ -65,6 +65,11 @@ class MailAddress:
         folded = _HEADERS("To", self.as_address()).fold(policy=SMTP)
         return folded.replace("\r\n", "").removeprefix("To:").strip()
 
+    def text(self) -> str:
+        """The form a person writes (``Marie Dupont <marie@example.org>``, quoted where needed, not encoded):
+        what the config keeps; :func:`parse_address` reads it back exactly."""
+        return str(self.as_address())
+
     def as_address(self) -> Address:
         """The address as :class:`email.headerregistry.Address`, to assign to an ``EmailMessage`` header."""
         return Address(display_name=self.display_name, addr_spec=self.addr_spec)

@@ -17,28 +17,27 @@ import email.policy
 import logging
 import random
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from email.message import EmailMessage
 
 import httpx
 import jinja2
 
-from alertd import due, health, incremental, outbox, polling, schedule
+from alertd import compose, due, incremental, outbox, polling, schedule
 from alertd.config import Config, FeedConfig, SubscriberConfig
 from alertd.deliver import deliver
-from alertd.digest import alert_topics, digest_for, subscribed_topics
+from alertd.digest import alert_topics, subscribed_topics
 from alertd.errors import DeliveryError, ParseError
 from alertd.failpoint import failpoint
 from alertd.fetch import FetchPolicy, fetch_feed
 from alertd.identify import entry_keys, link_candidates, make_items, recognised
 from alertd.match import match_item
 from alertd.metrics import Metrics
-from alertd.models import DeliveryReport, FeedHealth, FetchResult, FetchStatus, Item, Match, MatchedItem
+from alertd.models import DeliveryReport, FeedHealth, FetchResult, FetchStatus, Item, Match
 from alertd.parse import ParserPool
 from alertd.records import AttemptStatus, MessageKind, SubscriberState
-from alertd.render import render_digest
 from alertd.store import Store
 from alertd.watchlist import Watchlist
 
@@ -278,8 +277,8 @@ def _queue(
         ]
         if not pending:
             return None
-        message = build_message(
-            rt.config, names_of(rt.watchlist), rt.templates, subscriber, pending, now, kind="alert"
+        message = compose.build_message(
+            rt.config, compose.names_of(rt.watchlist), rt.templates, subscriber, pending, now, kind="alert"
         )
     else:
         pending = store.pending_matches(
@@ -290,9 +289,9 @@ def _queue(
             return None
         notices = feed_health(rt, now, events_since=state.last_digest_at)
         already_sent = store.alerted(email_address, pending)
-        message = build_message(
+        message = compose.build_message(
             rt.config,
-            names_of(rt.watchlist),
+            compose.names_of(rt.watchlist),
             rt.templates,
             subscriber,
             pending,
@@ -302,7 +301,7 @@ def _queue(
         )
         failpoint("before_outbox_commit")
     outbox_id = store.enqueue_digest(
-        email_address, str(message["Message-ID"]), message_bytes(message), pending, now, kind=kind
+        email_address, str(message["Message-ID"]), compose.message_bytes(message), pending, now, kind=kind
     )
     if kind == "digest":
         failpoint("after_outbox_commit")
@@ -310,97 +309,10 @@ def _queue(
     return outbox_id
 
 
-def build_message(
-    config: Config,
-    topic_names: Mapping[str, str],
-    templates: jinja2.Environment,
-    subscriber: SubscriberConfig,
-    matched: Sequence[MatchedItem],
-    now: datetime,
-    *,
-    health: Sequence[FeedHealth] = (),
-    already_sent: Collection[tuple[str, str]] = (),
-    kind: MessageKind = "digest",
-) -> EmailMessage:
-    """``matched`` as the email this subscriber gets: the one way a digest or an alert is made, for the flush,
-    ``alertd preview`` and ``alertd test-email`` alike. Pure."""
-    digest = digest_for(
-        subscriber,
-        config,
-        topic_names,
-        matched,
-        now,
-        health=health,
-        already_sent=already_sent,
-        kind=kind,
-    )
-    return render_digest(digest, templates)
-
-
-def names_of(watchlist: Watchlist) -> dict[str, str]:
-    """Topic names by id, in watchlist order (the order of a digest's sections)."""
-    return {topic.id: topic.name for topic in watchlist.topics}
-
-
-def preview_message(
-    config: Config,
-    watchlist: Watchlist,
-    templates: jinja2.Environment,
-    store: Store,
-    subscriber: SubscriberConfig,
-    now: datetime,
-    *,
-    window: timedelta | None = None,
-) -> EmailMessage | None:
-    """The digest ``subscriber`` would get now (``alertd preview``), or None if there is nothing to show.
-
-    From the pending matches, or with ``window`` from every match stored in that window, delivered or
-    not. Only reads the store: safe on a database opened read-only, beside a running daemon.
-    """
-    state = store.subscriber_state(subscriber.email)
-    topics = subscribed_topics(watchlist, subscriber)
-    if window is not None:
-        matched = store.matches_since(topics, now - window)
-    elif state is not None:
-        matched = store.pending_matches(subscriber.email, topics, state.since)
-    else:
-        matched = []  # a subscriber the daemon has not met yet starts from the next match
-    if not matched:
-        return None
-    last = state.last_digest_at if state is not None else now
-    return build_message(
-        config,
-        names_of(watchlist),
-        templates,
-        subscriber,
-        matched,
-        now,
-        health=_feed_health(config, store, now, events_since=last),
-        already_sent=store.alerted(subscriber.email, matched),
-    )
-
-
 def feed_health(rt: Runtime, now: datetime, *, events_since: datetime | None = None) -> list[FeedHealth]:
     """The feeds a reader should hear about (:func:`alertd.health.reader_notices`), and with ``events_since``
     the moves and floods recorded since then (the reader's last digest)."""
-    return _feed_health(rt.config, rt.store, now, events_since=events_since)
-
-
-def _feed_health(
-    config: Config, store: Store, now: datetime, *, events_since: datetime | None = None
-) -> list[FeedHealth]:
-    events = store.feed_events(events_since) if events_since is not None else []
-    return health.reader_notices(
-        store.feeds(),
-        {feed.url for feed in config.feeds},
-        events,
-        failing_after=config.digest.feed_health_after,
-        now=now,
-    )
-
-
-def message_bytes(message: EmailMessage) -> bytes:
-    return message.as_bytes(policy=email.policy.SMTP)
+    return compose.feed_health(rt.config, rt.store, now, events_since=events_since)
 
 
 # --- delivery ------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from datetime import timezone as dt_timezone
 from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +29,7 @@ import jinja2
 
 import alertd
 from alertd.errors import ConfigError
+from alertd.mailaddr import parse_address
 from alertd.models import Digest, FeedHealth, MessageLanguage, Span, Story, TopicSection
 
 __all__ = [
@@ -399,10 +400,10 @@ def render_digest(
 
 
 def _headers(digest: Digest, subject: str, list_id_domain: str) -> list[tuple[str, Any]]:
-    sender_name, sender_addr = parseaddr(digest.sender)
+    sender = parse_address(digest.sender)
     return [
         ("Subject", subject),
-        ("From", Address(display_name=safe_header(sender_name), addr_spec=sender_addr)),
+        ("From", Address(display_name=safe_header(sender.display_name), addr_spec=sender.addr_spec)),
         ("To", Address(display_name=safe_header(digest.subscriber_name), addr_spec=digest.subscriber_email)),
         ("Date", format_datetime(_utc(digest.generated_at), usegmt=True)),
         ("Message-ID", message_id_for(digest.digest_id)),

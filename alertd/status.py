@@ -46,6 +46,8 @@ class Status:
     subscribers: list[SubscriberStatus] = field(default_factory=list)
     delivery_paused: dict[str, Any] | None = None
     """Set while SMTP delivery is paused on a configuration error: ``since`` and ``reason``."""
+    state_rows: dict[str, int] = field(default_factory=dict)
+    """Rows per table of the state database (items, matches, outbox...)."""
 
     def as_json(self) -> dict[str, Any]:
         def convert(value: Any) -> Any:
@@ -117,6 +119,7 @@ def collect_status(config: Config, watchlist: Watchlist | None, store: Store, no
         outbox=counts,
         subscribers=subscribers,
         delivery_paused=_pause_json(store),
+        state_rows=store.counts(),
     )
 
 
@@ -173,6 +176,12 @@ def format_status(status: Status, now: datetime) -> str:
                 else f"{feed['last_error_class']} ×{feed['consecutive_failures']}"
             )
             lines.append(f"  ! {feed['name']}: {what}; last success {_when(feed['last_success_at'])}")
+    rows = status.state_rows
+    if rows:
+        lines.append(
+            f"state:       {rows.get('items', 0)} items, {rows.get('matches', 0)} matches, "
+            f"{rows.get('outbox', 0)} messages kept"
+        )
     box = status.outbox
     lines.append(f"outbox:      {box['pending']} pending, {box['retrying']} retrying, {box['failed']} failed")
     if status.delivery_paused is not None:

@@ -175,9 +175,10 @@ async def alertd_cycles(
     incremental: bool = True,
 ) -> tuple[dict[str, Figures], dict[str, Figures]]:
     """Run the three alertd cycles (and ask the baseline process for its three, in the same ticks)."""
-    from alertd import pipeline
+    from alertd import pipeline, polling
     from alertd.incremental import Layouts
-    from alertd.service import load_all, open_runtime
+    from alertd.loader import load_all
+    from alertd.service import open_runtime
 
     config, watchlist = load_all(config_path)
     ours: dict[str, Figures] = {}
@@ -186,7 +187,7 @@ async def alertd_cycles(
         rt.layouts = Layouts(enabled=incremental)
         limit = asyncio.Semaphore(config.poll.concurrency)
 
-        async def one(feed: Any) -> pipeline.PollReport:
+        async def one(feed: Any) -> polling.PollReport:
             async with limit:
                 return await pipeline.poll_feed(rt, feed, datetime.now(UTC))
 

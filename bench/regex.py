@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from alertd.match import match_item  # noqa: E402
 from alertd.normalise import tokenise  # noqa: E402
-from alertd.termindex import compile_regex  # noqa: E402
+from alertd.regex import compile_regex  # noqa: E402
 from alertd.tomlsource import loads  # noqa: E402
 from alertd.watchlist import Watchlist, compile_watchlist  # noqa: E402
 

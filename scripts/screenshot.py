@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -30,7 +31,9 @@ sys.path.insert(0, str(REPO))
 
 from alertd.match import match_item  # noqa: E402
 from alertd.models import Item, Match  # noqa: E402
-from alertd.store import PollOutcome, Store  # noqa: E402
+from alertd.polling import failed_state  # noqa: E402
+from alertd.records import AttemptRecord, FeedState, PollWrite  # noqa: E402
+from alertd.store import Store  # noqa: E402
 from alertd.text import html_to_text  # noqa: E402
 from alertd.watchlist import load_watchlist  # noqa: E402
 
@@ -114,9 +117,9 @@ def build_state(work: Path, now: datetime) -> Path:
     order = sorted({published for _, (_, published) in chosen}, reverse=True)
     shifted = {published: now - timedelta(hours=1, minutes=75 * rank) for rank, published in enumerate(order)}
     with Store.open(work / "var" / "alertd.sqlite3") as store:
-        store.subscriber_state(SUBSCRIBER, now - timedelta(days=3650))  # every match below is pending
+        store.register_subscribers([SUBSCRIBER], now - timedelta(days=3650))  # every match below is pending
         for name in feeds:
-            store.feed_state(feed_url(name), name)
+            store.record_poll(PollWrite(FeedState(feed_url(name), name)), now - timedelta(days=1))
         alerted = None
         for entry, (matches, published) in chosen:
             when = shifted[published]
@@ -132,10 +135,9 @@ def build_state(work: Path, now: datetime) -> Path:
                 story_key=link,
                 published=when,
             )
-            outcome = PollOutcome(
-                item.feed_url, None, None, None, [item], [], [(item.key, m) for m in matches], None
-            )
-            store.record_poll(outcome, when + timedelta(minutes=7))
+            seen_at = when + timedelta(minutes=7)
+            feed = replace(store.feed_state(item.feed_url, item.feed_name), last_success_at=seen_at)
+            store.record_poll(PollWrite(feed, [item], matches=[(item.key, m) for m in matches]), seen_at)
             alerted = alerted or (item, matches[0])
         if alerted is not None:  # one story already went out as a priority alert
             from alertd.models import MatchedItem
@@ -143,11 +145,14 @@ def build_state(work: Path, now: datetime) -> Path:
             sent = MatchedItem(alerted[0], alerted[1], now)
             alert_id = store.enqueue_digest(SUBSCRIBER, "<alert@alertd>", b"", [sent], now, kind="alert")
             if alert_id is not None:
-                store.mark_sent(alert_id, now)
+                store.record_attempt(AttemptRecord(alert_id, "sent", 1), now)
         aero = feed_url("BFM : aéronautique")
-        store.record_poll(PollOutcome(aero, None, None, None, [], [], [], None), now - timedelta(hours=11))
+        state = replace(
+            store.feed_state(aero, "BFM : aéronautique"), last_success_at=now - timedelta(hours=11)
+        )
         for hours in (9, 7, 5, 3, 1):
-            store.record_failure(aero, "http_5xx", "HTTP 503", now - timedelta(hours=hours), None)
+            state = failed_state(state, "http_5xx", "HTTP 503", now - timedelta(hours=hours), None)
+        store.record_poll(PollWrite(state), now)
     return config
 
 

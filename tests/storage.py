@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from alertd.models import ErrorClass, Item, Match
 from alertd.polling import failed_state
 from alertd.records import AttemptRecord, FeedEventKind, FeedState, PollWrite
 from alertd.store import Store
+from alertd.store.daemon import write_pause
 
 
 def record_poll(
@@ -57,14 +58,15 @@ def record_failure(
 ) -> None:
     """A failed poll of ``url`` (``error_class`` "gone": it answered 410)."""
     state = failed_state(store.feed_state(url, url), error_class, message, at, next_poll_at)
-    store.save_feed(dataclasses.replace(state, gone=state.gone or error_class == "gone"))
+    _save(store, dataclasses.replace(state, gone=state.gone or error_class == "gone"))
 
 
 def record_not_modified(store: Store, url: str, at: datetime, next_poll_at: datetime | None) -> None:
     """A poll of ``url`` answered 304."""
     state = store.feed_state(url, url)
-    store.save_feed(
-        dataclasses.replace(state, last_success_at=at, consecutive_failures=0, next_poll_at=next_poll_at)
+    _save(
+        store,
+        dataclasses.replace(state, last_success_at=at, consecutive_failures=0, next_poll_at=next_poll_at),
     )
 
 
@@ -93,4 +95,15 @@ def _attempts(store: Store, outbox_id: int) -> int:
 
 def add_feed(store: Store, url: str, name: str) -> None:
     """A feed the store knows by name, never polled (as the daemon's first look at a configured feed)."""
-    store.save_feed(FeedState(url=url, name=name))
+    _save(store, FeedState(url=url, name=name))
+
+
+def pause_delivery(store: Store, reason: str, fingerprint: str, at: datetime) -> None:
+    """SMTP delivery paused (as an attempt refused with 535 pauses it)."""
+    with store.transaction() as db:
+        write_pause(db, reason, fingerprint, at)
+
+
+def _save(store: Store, state: FeedState) -> None:
+    """A poll that recorded only the feed's new state."""
+    store.record_poll(PollWrite(state), state.last_success_at or state.last_error_at or datetime.now(UTC))

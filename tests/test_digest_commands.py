@@ -19,7 +19,7 @@ import pytest
 from alertd.models import Item, Match, Span
 from alertd.store import Store
 from tests.smtpserver import SmtpServer
-from tests.storage import add_feed, mark_failed, record_poll, register
+from tests.storage import add_feed, mark_failed, pause_delivery, record_poll, register
 
 FEED = "https://feeds.test/bfm.xml"
 NOW = datetime.now(UTC)
@@ -224,7 +224,7 @@ def test_outbox_lists_failed_messages_and_retry_requeues_them_and_lifts_a_pause(
         pending = store.enqueue_digest("marie@example.org", "<b@alertd>", b"Subject: b\r\n\r\nx", [], NOW)
         assert failed is not None and pending is not None
         mark_failed(store, failed, "smtp 127.0.0.1:25: 550 5.1.1 no such user", NOW)
-        store.pause_delivery("smtp: authentication failed: 535 5.7.8 bad credentials", "f", NOW)
+        pause_delivery(store, "smtp: authentication failed: 535 5.7.8 bad credentials", "f", NOW)
 
     listed = alertd("outbox", "-c", str(config))
     retried = alertd("outbox", "retry", str(failed), "-c", str(config))
@@ -251,7 +251,7 @@ def test_outbox_lists_failed_messages_and_retry_requeues_them_and_lifts_a_pause(
 def test_status_shows_a_delivery_pause(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     with Store.open(tmp_path / "var" / "alertd.sqlite3") as store:
-        store.pause_delivery("smtp: authentication failed: 535 5.7.8 bad credentials", "f", NOW)
+        pause_delivery(store, "smtp: authentication failed: 535 5.7.8 bad credentials", "f", NOW)
 
     result = alertd("status", "-c", str(config))
 

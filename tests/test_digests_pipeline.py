@@ -25,7 +25,7 @@ from alertd.render import load_templates
 from alertd.store import Store
 from alertd.watchlist import load_watchlist
 from tests.smtpserver import SmtpServer
-from tests.storage import add_feed, record_failure, record_poll
+from tests.storage import add_feed, pause_delivery, record_failure, record_poll
 
 FEED = "https://feeds.test/bfm.xml"
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -528,7 +528,7 @@ async def test_a_pause_ends_by_itself_when_the_delivery_settings_change(
 ) -> None:
     rt = smtp_runtime(tmp_path, smtp_server)
     runtimes.append(rt)
-    rt.store.pause_delivery("535 from an older config", "0123456789abcdef", T0)
+    pause_delivery(rt.store, "535 from an older config", "0123456789abcdef", T0)
 
     attempts = await pipeline.drain_outbox(rt, T0)
 

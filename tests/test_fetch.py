@@ -16,9 +16,10 @@ import pytest
 import trustme
 
 from alertd.errors import ConfigError, FetchError
-from alertd.fetch import FetchPolicy, fetch_feed, freshness, make_client
+from alertd.fetch import FetchPolicy, fetch_feed, make_client
 from alertd.models import FetchResult, FetchStatus
 from alertd.netguard import allow_private_from_env, is_forbidden_address
+from alertd.responses import freshness
 from tests.feedserver import FeedServer, gzip_body, make_rss
 
 FEED = make_rss([{"title": "Cognac : la Chine taxe", "link": "https://www.bfmtv.com/economie/a.html"}])

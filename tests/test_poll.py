@@ -22,9 +22,9 @@ import pytest
 
 from alertd import pipeline, schedule
 from alertd.config import MIN_RETENTION, FeedConfig, load_config
-from alertd.fetch import retry_after_hint
 from alertd.models import Item, ParsedFeed
 from alertd.parse import ParserPool
+from alertd.responses import retry_after_hint
 from alertd.service import open_runtime, run_once
 from alertd.store import LAST_SEEN_RESOLUTION, Store
 from alertd.watchlist import load_watchlist

@@ -11,7 +11,15 @@ import pytest
 from alertd.errors import StoreError
 from alertd.models import Item, Match, Span
 from alertd.store import MIGRATIONS, Store
-from tests.storage import add_feed, mark_retry, mark_sent, record_failure, record_not_modified, record_poll, register
+from tests.storage import (
+    add_feed,
+    mark_retry,
+    mark_sent,
+    record_failure,
+    record_not_modified,
+    record_poll,
+    register,
+)
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 

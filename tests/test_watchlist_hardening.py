@@ -24,8 +24,9 @@ from alertd.errors import ConfigError
 from alertd.match import match_item
 from alertd.normalise import tokenise
 from alertd.query import MAX_DEPTH, QNot, QTerm, QuerySyntaxError, parse_query
-from alertd.termindex import RegexError, compile_regex
-from alertd.tomlsource import MAX_NESTING, loads, measure_nesting
+from alertd.regex import RegexError, compile_regex
+from alertd.tomldepth import MAX_NESTING, measure_nesting
+from alertd.tomlsource import loads
 from alertd.watchlist import Watchlist, compile_watchlist
 from tests.processes import alertd
 

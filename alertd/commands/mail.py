@@ -17,7 +17,7 @@ from alertd.config import Config
 
 def cmd_preview(args: argparse.Namespace) -> int:
     """Render what a subscriber would get now, into a file; reads the state database only."""
-    from alertd import pipeline
+    from alertd import compose
     from alertd.render import load_templates
     from alertd.store import Store
 
@@ -40,7 +40,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         print(f"no state yet at {config.state_path}: run alertd first")
         return EXIT_OK
     with Store.open(config.state_path, readonly=True) as store:
-        message = pipeline.preview_message(
+        message = compose.preview_message(
             config, watchlist, load_templates(config.templates_dir), store, subscriber, now(), window=window
         )
     if message is None:
@@ -61,7 +61,7 @@ def cmd_test_email(args: argparse.Namespace) -> int:
     """Send a sample digest through the configured delivery, showing each SMTP step and reply."""
     import secrets
 
-    from alertd import pipeline
+    from alertd import compose
     from alertd.config import SubscriberConfig, default
     from alertd.deliver import deliver, read_smtp_password, smtp_conversation
     from alertd.errors import DeliveryError
@@ -83,7 +83,7 @@ def cmd_test_email(args: argparse.Namespace) -> int:
         recipient = dataclasses.replace(recipient, language=args.language)
     # A fresh Message-ID for every test mail: servers may drop a message whose Message-ID they have seen.
     sample = sample_mail(recipient.language, key_prefix=f"test-{secrets.token_hex(6)}")
-    message = pipeline.build_message(
+    message = compose.build_message(
         config,
         sample.topic_names,
         load_templates(config.templates_dir),

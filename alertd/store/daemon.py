@@ -64,11 +64,6 @@ class DaemonTables(Database):
             reload_error=row["reload_error"],
         )
 
-    def pause_delivery(self, reason: str, config_fingerprint: str, now: datetime) -> None:
-        """Stop SMTP delivery until :meth:`resume_delivery` (the server refused our credentials, 535)."""
-        with self.transaction() as db:
-            write_pause(db, reason, config_fingerprint, now)
-
     def delivery_pause(self) -> DeliveryPause | None:
         """The current delivery pause, or None (also on a database not yet migrated, opened read-only)."""
         try:

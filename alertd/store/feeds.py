@@ -88,11 +88,6 @@ class FeedTables(Database):
         rows = self._db.execute("SELECT * FROM feeds ORDER BY consecutive_failures DESC, name").fetchall()
         return [feed_from_row(row) for row in rows]
 
-    def save_feed(self, state: FeedState) -> None:
-        """Store a feed's whole state on its own (a poll that found nothing to record but its outcome)."""
-        with self.transaction(redoable=True) as db:
-            write_feed(db, state)
-
     def feed_events(
         self, since: datetime, kind: FeedEventKind | None = None, feed_url: str | None = None
     ) -> list[FeedEvent]:
