@@ -7,6 +7,7 @@ Hierarchy::
     ├── FetchError                  a feed could not be fetched (carries the feed URL and an error class)
     ├── ParseError                  fetched bytes are not a usable feed
     ├── StoreError                  the state database is unusable (wrong schema version, corrupt)
+    │   └── StateWriteError         it cannot be written now (disk full, read-only, I/O error): retry later
     └── DeliveryError               a message could not be delivered (carries the recipients)
         ├── TransientDeliveryError  worth retrying later (4xx, timeout, connection refused)
         └── PermanentDeliveryError  retrying will not help (5xx, bad mailbox path)
@@ -81,6 +82,10 @@ class ParseError(AlertdError):
 
 class StoreError(AlertdError):
     """The state database cannot be used."""
+
+
+class StateWriteError(StoreError):
+    """The state database cannot be written now (disk full, read-only, I/O error); nothing was written."""
 
 
 class DeliveryError(AlertdError):

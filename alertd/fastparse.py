@@ -17,16 +17,20 @@ reproduces what :func:`alertd.parse.parse_feed` gets from feedparser, and refuse
 
 Equivalence (tests/test_fastparse.py): every field equals feedparser's, except ``summary_html``: feedparser
 sanitises HTML with its own sanitiser, this path keeps the feed's HTML as it is (``Entry.summary_html`` is
-unsanitised by contract: nothing renders it; a renderer would go through :func:`alertd.render.sanitize_html`).
+unsanitised by contract: nothing renders it; digests show the text extracted from it).
 Downstream, ``summary_html`` is only ever read through :func:`alertd.text.html_to_text` (identify:
 ``summary_text`` and the content-hash identity; the store keeps it), so the two are equal when ``html_to_text``
 of both is equal — which is what the tests check on every accepted document.
+
+Both paths also apply what :mod:`alertd.cleanup` holds: invalid character references cleaned before parsing,
+every field capped after.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+from dataclasses import replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
@@ -35,6 +39,7 @@ from xml.parsers import expat
 from feedparser.html import _cp1252
 from feedparser.urls import make_safe_absolute_uri
 
+from alertd.cleanup import MAX_AUTHOR, capped, clean_char_refs
 from alertd.models import Entry, ParsedFeed
 from alertd.text import html_to_text
 
@@ -42,7 +47,6 @@ _SPACE = re.compile(r"\s+")
 _C1_CONTROLS = re.compile("[\x80-\x9f]")
 """The characters feedparser maps through its cp1252 table (translating every text is most of a parse)."""
 _MAX_TTL_MINUTES = 7 * 24 * 60
-MAX_AUTHOR = 256
 
 _CONTENT_NS = "http://purl.org/rss/1.0/modules/content/"
 _ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -159,14 +163,21 @@ def parse_fast(body: bytes, content_type: str | None, base: str) -> ParsedFeed |
     """The feed, as feedparser's path would give it, or None when this path cannot vouch for that.
 
     ``content_type`` is the response's Content-Type; ``base`` is the URL relative links resolve against (the
-    absolute Content-Location, as feedparser is given it).
+    absolute Content-Location, as feedparser is given it). Item spans are offsets in ``body`` as given.
     """
     if not acceptable_content_type(content_type) or not _acceptable_bytes(body):
         return None
+    clean = clean_char_refs(body)
     try:
-        return _Builder(base).run(body)
-    except (_Refused, expat.ExpatError, ValueError, OverflowError):
+        feed = _Builder(base).run(clean.body)
+    except MemoryError:
+        raise
+    except Exception:  # _Refused, expat's errors, or a failure of its own: nothing it cannot vouch for
         return None
+    spans = tuple(
+        (clean.original_offset(start), clean.original_offset(end)) for start, end in feed.item_spans or ()
+    )
+    return capped(replace(feed, item_spans=spans, notices=clean.notices))
 
 
 def _acceptable_bytes(body: bytes) -> bool:

@@ -186,7 +186,8 @@ def assemble(plan: Plan, parsed: ParsedFeed | None) -> Parse | None:
         else:
             entries.append(next(fresh))
     layout = plan.layout
-    feed = ParsedFeed(layout.title, layout.link, tuple(entries), layout.ttl_minutes, None, None)
+    notices = parsed.notices if parsed is not None else ()
+    feed = ParsedFeed(layout.title, layout.link, tuple(entries), layout.ttl_minutes, None, None, notices)
     return Parse(feed, frozenset(reused))
 
 

@@ -28,7 +28,7 @@ RETRY_FIRST = timedelta(minutes=1)
 RETRY_CAP = timedelta(hours=1)
 RETRY_LIFETIME = timedelta(hours=24)
 
-MessageCondition = Literal["pending", "retrying", "failed", "sent"]
+MessageCondition = Literal["pending", "retrying", "sending", "failed", "sent"]
 """How a message stands, as ``alertd status`` and ``alertd outbox`` show it."""
 
 
@@ -123,7 +123,7 @@ def pause_in_force(pause: DeliveryPause | None, delivery: DeliveryConfig) -> boo
 
 
 def condition(message: OutboxMessage) -> MessageCondition:
-    """pending (never tried), retrying (tried and deferred), failed, or sent."""
+    """pending (never tried), retrying (tried and deferred), sending (claimed now), failed, or sent."""
     if message.status == "pending":
         return "retrying" if message.attempts else "pending"
     return message.status

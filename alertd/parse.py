@@ -10,6 +10,12 @@ neither fetch anything nor read a file. Its ``bozo`` flag is judged by an explic
 - fatal: no entries and a bozo error (an HTML page, garbage, a truncated body), or no entries and no RSS/Atom
   root at all -> :class:`~alertd.errors.ParseError`.
 
+One item must not cost the feed its other items (docs/polling.md, "Poisoned items"). Both paths read the bytes
+after :func:`~alertd.cleanup.clean_char_refs` (a reference to a character XML does not allow becomes U+FFFD:
+feedparser raised in ``chr()`` on ``&#xD800;``) and cap every field with :func:`~alertd.cleanup.capped`, in
+the worker, so a 9 MB summary never reaches the daemon. An entry feedparser gave that fails to convert is
+dropped; the fast path refuses such a document instead. Each of these adds a line to ``ParsedFeed.notices``.
+
 feedparser can spin for a long time on crafted input (a 64 KB ``<author>`` takes seconds to minutes in its e-mail
 regex), so the daemon parses in :class:`ParserPool`: worker processes with a wall-clock limit past which the
 worker is killed, and an address-space limit (F11). :func:`parse_feed` itself is pure and synchronous: it is what
@@ -25,7 +31,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
@@ -35,6 +41,7 @@ from typing import Any
 import feedparser
 from feedparser.urls import make_safe_absolute_uri
 
+from alertd.cleanup import capped, clean_char_refs
 from alertd.errors import ParseError
 from alertd.fastparse import parse_fast
 from alertd.fastparse import plain_text as _plain_text
@@ -46,6 +53,8 @@ WORKER_MEMORY_LIMIT = 512 * 1024 * 1024
 """Address-space limit of a parse worker, in bytes (RELIABILITY F11)."""
 
 _BENIGN_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
+_DROP_NOTICES = 5
+"""Items dropped that are named one by one in the notices; the rest are counted."""
 
 
 def parse_feed(body: bytes, content_type: str | None, base_url: str) -> ParsedFeed:
@@ -58,19 +67,23 @@ def parse_feed(body: bytes, content_type: str | None, base_url: str) -> ParsedFe
     fast = parse_fast(body, content_type, _base_uri(headers))
     if fast is not None:
         return fast
-    document = feedparser.parse(io.BytesIO(body), response_headers=headers)
-    entries = [_entry(raw) for raw in document.get("entries", [])]
-    judgement = _judge_bozo(document, has_entries=bool(entries))
+    clean = clean_char_refs(body)
+    document = feedparser.parse(io.BytesIO(clean.body), response_headers=headers)
+    raw_entries = document.get("entries", [])
+    entries, dropped = _entries(raw_entries)
+    judgement = _judge_bozo(document, has_entries=bool(raw_entries))
     if judgement.fatal:
         raise ParseError(base_url, judgement.message)
     channel = document.get("feed", {})
-    return ParsedFeed(
+    feed = ParsedFeed(
         title=_plain_text(channel.get("title")) or None,
         link=_text(channel.get("link")),
-        entries=tuple(entries),
+        entries=entries,
         ttl_minutes=_ttl_minutes(channel.get("ttl")),
         warning=judgement.message or None,
+        notices=clean.notices + dropped,
     )
+    return capped(feed)
 
 
 def parse_in_worker(body: bytes, content_type: str | None, base_url: str) -> ParsedFeed | str:
@@ -130,6 +143,24 @@ def _judge_bozo(document: Any, *, has_entries: bool) -> _Judgement:
     if has_entries:
         return _Judgement(f"recovered from {described}")
     return _Judgement(f"not a feed: {described}", fatal=True)
+
+
+def _entries(raw_entries: Sequence[Any]) -> tuple[tuple[Entry, ...], tuple[str, ...]]:
+    """The entries feedparser gave, converted, and the notices for those that failed to: they are dropped, the
+    feed keeps the others."""
+    entries: list[Entry] = []
+    failures: list[str] = []
+    for position, raw in enumerate(raw_entries, 1):
+        try:
+            entries.append(_entry(raw))
+        except MemoryError:
+            raise
+        except Exception as exc:  # one entry feedparser's output or our code cannot convert
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            failures.append(f"item {position} dropped: {reason[:200]}")
+    if len(failures) > _DROP_NOTICES:
+        failures[_DROP_NOTICES:] = [f"{len(failures) - _DROP_NOTICES} more items dropped"]
+    return tuple(entries), tuple(failures)
 
 
 def _entry(raw: Any) -> Entry:

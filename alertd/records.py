@@ -15,7 +15,8 @@ from typing import Literal
 from alertd.models import ErrorClass, Item, Match
 
 FeedEventKind = Literal["flood", "moved"]
-OutboxStatus = Literal["pending", "sent", "failed"]
+OutboxStatus = Literal["pending", "sending", "sent", "failed"]
+"""pending: waiting for its (next) attempt; sending: claimed by a process attempting it now."""
 MessageKind = Literal["digest", "alert"]
 AttemptStatus = Literal["sent", "retry", "failed", "paused"]
 """What a delivery attempt amounted to: accepted; deferred (4xx, timeout...); refused for good (5xx); or no
@@ -56,6 +57,8 @@ class FeedState:
     redirect_count: int = 0
     """Consecutive polls that saw the same permanent redirect to ``redirect_candidate`` and parsed."""
     moved_at: datetime | None = None
+    last_new_at: datetime | None = None
+    """When a poll last brought new items: the flood guard's window starts there at the latest."""
     ttl_minutes: int | None = None
     """The feed's own ``<ttl>`` (RSS), remembered for polls that answer 304."""
     flood_notice_at: datetime | None = None
@@ -107,6 +110,10 @@ class OutboxMessage:
     message: bytes
     """The message as sent, CRLF line endings (``email.policy.SMTP``)."""
     kind: MessageKind = "digest"
+    claimed_by: str | None = None
+    """sending: the process attempting it (``pid 1234 (daemon)``)."""
+    claimed_until: datetime | None = None
+    """sending: when the claim expires if that process dies; another may then attempt it, same Message-ID."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,3 +177,5 @@ class AttemptRecord:
     """paused: why SMTP delivery stops for every message until someone acts."""
     pause_fingerprint: str | None = None
     """paused: the delivery settings in force (different settings lift the pause)."""
+    claimant: str | None = None
+    """Who attempted it (its claim is released with this record)."""

@@ -137,7 +137,9 @@ class Daemon:
                 log.info("metrics on http://%s/metrics", config.metrics_listen)
             integrity = rt.store.integrity_check()
             if integrity != "ok":
-                log.error("the state database %s is damaged (integrity check: %s)", config.state_path, integrity)
+                log.error(
+                    "the state database %s is damaged (integrity check: %s)", config.state_path, integrity
+                )
             rt.store.daemon_started(os.getpid(), self.config_path, self.now())
             self.notifier.ready(self.status_line())
             watchdog = asyncio.create_task(self._watchdog()) if self.notifier.watchdog_interval else None

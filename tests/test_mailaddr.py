@@ -10,7 +10,6 @@ from __future__ import annotations
 import email
 import email.policy
 import string
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import getaddresses
 

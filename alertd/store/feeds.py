@@ -29,6 +29,7 @@ _FEED_COLUMNS = (
     "redirect_candidate",
     "redirect_count",
     "moved_at",
+    "last_new_at",
     "ttl_minutes",
     "flood_notice_at",
 )
@@ -60,6 +61,7 @@ def write_feed(db: sqlite3.Connection, state: FeedState) -> None:
             state.redirect_candidate,
             state.redirect_count,
             iso_or_none(state.moved_at),
+            iso_or_none(state.last_new_at),
             state.ttl_minutes,
             iso_or_none(state.flood_notice_at),
         ),

@@ -7,6 +7,7 @@ marked sent only after the server (or the mailbox) accepted it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from alertd.config import MIN_RETENTION
@@ -30,7 +31,29 @@ class OutboxTables(Database):
         ).fetchall()
         return [outbox_from_row(row) for row in rows]
 
-    def outbox(self, statuses: Sequence[OutboxStatus] = ("pending", "failed")) -> list[OutboxMessage]:
+    def claim_next(self, now: datetime, claimant: str, until: datetime) -> OutboxMessage | None:
+        """Claim the oldest message due at ``now`` for ``claimant`` until ``until`` (one transaction): it is
+        then ``sending`` and no other process attempts it. A claim that expired (its process died) is taken
+        over. None when nothing is due."""
+        with self.transaction() as db:
+            row = db.execute(
+                f"SELECT {OUTBOX_COLUMNS} FROM outbox"  # noqa: S608 - a constant
+                " WHERE (status = 'pending' AND next_attempt_at <= ?) OR (status = 'sending' AND claimed_until < ?)"
+                " ORDER BY id LIMIT 1",
+                (iso(now), iso(now)),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE outbox SET status = 'sending', claimed_by = ?, claimed_until = ? WHERE id = ?",
+                (claimant, iso(until), row[0]),
+            )
+        claimed = outbox_from_row(row)
+        return replace(claimed, status="sending", claimed_by=claimant, claimed_until=until)
+
+    def outbox(
+        self, statuses: Sequence[OutboxStatus] = ("pending", "sending", "failed")
+    ) -> list[OutboxMessage]:
         """Messages in these statuses, oldest first."""
         marks = ",".join("?" * len(statuses))
         rows = self._db.execute(
@@ -43,26 +66,29 @@ class OutboxTables(Database):
         """Write what one delivery attempt decided (:func:`alertd.outbox.decide_attempt`), in one transaction:
         sent, deferred to ``next_attempt_at``, failed for good, or not attempted because delivery pauses."""
         note = attempt.note[:_NOTE_LIMIT] if attempt.note else None
+        released = "claimed_by = NULL, claimed_until = NULL"
         with self.transaction() as db:
             if attempt.status == "sent":
                 db.execute(
-                    "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = ?, last_error = ? WHERE id = ?",
+                    f"UPDATE outbox SET status = 'sent', sent_at = ?, attempts = ?, last_error = ?, {released}"  # noqa: S608
+                    " WHERE id = ?",
                     (iso(now), attempt.attempts, note, attempt.outbox_id),
                 )
             elif attempt.status == "failed":
                 db.execute(
-                    "UPDATE outbox SET status = 'failed', attempts = ?, last_error = ? WHERE id = ?",
+                    f"UPDATE outbox SET status = 'failed', attempts = ?, last_error = ?, {released} WHERE id = ?",  # noqa: S608
                     (attempt.attempts, note, attempt.outbox_id),
                 )
             elif attempt.status == "retry":
                 assert attempt.next_attempt_at is not None, "a retry says when"
                 db.execute(
-                    "UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?",
+                    f"UPDATE outbox SET status = 'pending', attempts = ?, last_error = ?, next_attempt_at = ?, {released}"  # noqa: S608
+                    " WHERE id = ?",
                     (attempt.attempts, note, iso(attempt.next_attempt_at), attempt.outbox_id),
                 )
             else:  # paused: the message stays due; every message waits until the pause is lifted
                 db.execute(
-                    "UPDATE outbox SET attempts = ?, last_error = ? WHERE id = ?",
+                    f"UPDATE outbox SET status = 'pending', attempts = ?, last_error = ?, {released} WHERE id = ?",  # noqa: S608
                     (attempt.attempts, note, attempt.outbox_id),
                 )
                 write_pause(db, attempt.pause_reason or note or "", attempt.pause_fingerprint or "", now)
@@ -74,9 +100,10 @@ class OutboxTables(Database):
         """
         with self.transaction() as db:
             cursor = db.execute(
-                "UPDATE outbox SET status = 'pending', next_attempt_at = ?, created_at = ?, attempts = 0"
-                " WHERE id = ? AND status != 'sent'",
-                (iso(now), iso(now), outbox_id),
+                "UPDATE outbox SET status = 'pending', next_attempt_at = ?, created_at = ?, attempts = 0,"
+                " claimed_by = NULL, claimed_until = NULL"
+                " WHERE id = ? AND (status IN ('pending', 'failed') OR (status = 'sending' AND claimed_until < ?))",
+                (iso(now), iso(now), outbox_id, iso(now)),
             )
         return cursor.rowcount == 1
 

@@ -20,7 +20,8 @@ MATCHED_COLUMNS = (
 """The columns :func:`matched_from_row` reads, in its order."""
 MATCHED_FROM = "FROM matches m JOIN items i ON i.key = m.item_key LEFT JOIN feeds f ON f.url = i.feed_url"
 OUTBOX_COLUMNS = (
-    "id, message_id, subscriber, status, attempts, created_at, next_attempt_at, last_error, message, kind"
+    "id, message_id, subscriber, status, attempts, created_at, next_attempt_at, last_error, message, kind,"
+    " claimed_by, claimed_until"
 )
 """The columns :func:`outbox_from_row` reads, in its order."""
 
@@ -78,6 +79,7 @@ def feed_from_row(values: sqlite3.Row) -> FeedState:
         redirect_candidate=opt_str(column(values, "redirect_candidate")),
         redirect_count=int(str(column(values, "redirect_count") or 0)),
         moved_at=time_or_none(opt_str(column(values, "moved_at"))),
+        last_new_at=time_or_none(opt_str(column(values, "last_new_at"))),
         ttl_minutes=opt_int(column(values, "ttl_minutes")),
         flood_notice_at=time_or_none(opt_str(column(values, "flood_notice_at"))),
     )
@@ -120,4 +122,6 @@ def outbox_from_row(row: Sequence[object]) -> OutboxMessage:
         last_error=opt_str(row[7]),
         message=bytes(row[8]) if isinstance(row[8], (bytes, bytearray, memoryview)) else b"",
         kind=cast(Any, str(row[9] or "digest")),
+        claimed_by=opt_str(row[10]),
+        claimed_until=time_or_none(opt_str(row[11])),
     )

@@ -6,14 +6,24 @@ database from a newer alertd is refused rather than guessed at.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
-from alertd.errors import StoreError
-from alertd.failpoint import failpoint
+from alertd.errors import StateWriteError, StoreError
+from alertd.failpoint import failpoint, state_full
+
+_WRITE_FAILURES = {
+    sqlite3.SQLITE_FULL: "the disk is full",
+    sqlite3.SQLITE_IOERR: "an I/O error",
+    sqlite3.SQLITE_READONLY: "the file is read-only",
+    sqlite3.SQLITE_CANTOPEN: "the file cannot be opened",
+    sqlite3.SQLITE_BUSY: "another process holds the database",
+    sqlite3.SQLITE_LOCKED: "the database is locked",
+}
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: feeds and their HTTP state, seen items, matches, subscribers, the outbox and what each mail carried.
@@ -158,6 +168,36 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE feeds SET flood_notice_at =
         (SELECT MAX(at) FROM feed_events e WHERE e.feed_url = feeds.url AND e.kind = 'flood');
     """,
+    # 6: exactly once across processes. A message is claimed before any attempt (status 'sending', by whom,
+    # until when): the daemon, `flush` and `run --once` never attempt the same message at once, and a claim
+    # left by a killed process expires. When a poll last brought new items is kept on the feed: the flood
+    # guard's window starts there.
+    """
+    CREATE TABLE outbox_v6 (
+        id INTEGER PRIMARY KEY,
+        message_id TEXT NOT NULL UNIQUE,
+        subscriber TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        last_error TEXT,
+        sent_at TEXT,
+        message BLOB NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'digest',
+        claimed_by TEXT,
+        claimed_until TEXT
+    );
+    INSERT INTO outbox_v6 (id, message_id, subscriber, created_at, status, attempts, next_attempt_at, last_error,
+        sent_at, message, kind)
+        SELECT id, message_id, subscriber, created_at, status, attempts, next_attempt_at, last_error, sent_at,
+            message, kind FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v6 RENAME TO outbox;
+    CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+    ALTER TABLE feeds ADD COLUMN last_new_at TEXT;
+    UPDATE feeds SET last_new_at = (SELECT MAX(first_seen) FROM items i WHERE i.feed_url = feeds.url);
+    """,
 )
 
 
@@ -219,14 +259,26 @@ class Database:
         followed by anything that depended on it, and re-polling finds the same items new again. At 1,000
         feeds an fsync per poll costs seconds of a blocked event loop per cycle (bench/README.md).
         """
-        self._db.execute(f"PRAGMA synchronous={'NORMAL' if redoable else 'FULL'}")
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            failpoint_state_full()
+            self._db.execute(f"PRAGMA synchronous={'NORMAL' if redoable else 'FULL'}")
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _write_error(self.path, exc) from exc
         try:
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _cannot_write(exc):
+                raise _write_error(self.path, exc) from exc
             raise
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise _write_error(self.path, exc) from exc
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -237,6 +289,9 @@ class Database:
             )
         for number in range(version, len(MIGRATIONS)):
             with self.transaction() as db:
+                # Rebuilding a table that others reference (migration 6) drops it first: foreign keys are
+                # checked at COMMIT, when the new table holds the same ids again.
+                db.execute("PRAGMA defer_foreign_keys = ON")
                 for statement in MIGRATIONS[number].split(";"):
                     if statement.strip():
                         db.execute(statement)
@@ -252,3 +307,20 @@ class Database:
             table: int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608
             for table in ("feeds", "items", "matches", "outbox", "deliveries")
         }
+
+
+def failpoint_state_full() -> None:
+    """The ``state_full`` fail point: while its flag file exists, every write fails as on a full disk."""
+    if state_full():
+        raise sqlite3.OperationalError("database or disk is full (fail point state_full)")
+
+
+def _cannot_write(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF in _WRITE_FAILURES) or "disk is full" in str(exc)
+
+
+def _write_error(path: Path, exc: sqlite3.OperationalError) -> StateWriteError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    why = _WRITE_FAILURES.get(code & 0xFF, str(exc)) if code is not None else str(exc)
+    return StateWriteError(f"{path}: the state cannot be written ({why}: {exc})")
