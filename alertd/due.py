@@ -50,6 +50,14 @@ class NextMail:
         return self.alerts_at is not None and self.alerts_at <= now
 
 
+def clamped(state: SubscriberState, now: datetime) -> SubscriberState:
+    """``state`` with no time after ``now``: a clock that was ahead and then corrected (NTP after boot, a
+    resumed VM) must not leave a subscriber's next digest, or the matches that are theirs, weeks away."""
+    if state.since <= now and state.last_digest_at <= now:
+        return state
+    return SubscriberState(state.email, min(state.since, now), min(state.last_digest_at, now))
+
+
 def next_mail(
     subscriber: SubscriberConfig,
     state: SubscriberState,
@@ -66,6 +74,7 @@ def next_mail(
     """
     zone = ZoneInfo(subscriber.timezone)
     quiet = subscriber.quiet_hours
+    state = clamped(state, now)
     if subscriber.schedule.is_immediate:
         # Their digest already goes at once: no separate alerts.
         return NextMail(release_time(quiet, now, zone), None, waits_for_matches=not digest_pending)

@@ -7,6 +7,7 @@ the first file that has problems, each at ``PATH:LINE:COL``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from alertd.config import Config, load_config
@@ -29,3 +30,24 @@ def load_all(config_path: Path) -> tuple[Config, Watchlist]:
         target = config.templates_dir or config.path
         raise ConfigError.single(target, "template error: " + "; ".join(problems), key="templates_dir")
     return config, watchlist
+
+
+def watched_files(config: Config) -> list[Path]:
+    """The files whose change on disk triggers a reload."""
+    files = [config.path, config.watchlist]
+    if config.feeds_file is not None:
+        files.append(config.feeds_file)
+    return files
+
+
+def file_stamps(paths: Iterable[Path]) -> dict[Path, tuple[int, int] | None]:
+    """Each file's (mtime in ns, size), None when it does not exist."""
+    stamps: dict[Path, tuple[int, int] | None] = {}
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            stamps[path] = None
+        else:
+            stamps[path] = (stat.st_mtime_ns, stat.st_size)
+    return stamps

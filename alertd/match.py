@@ -6,17 +6,20 @@ term that fired (plus the rare topic that can match without any) are then evalua
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from alertd.conditions import evidence
-from alertd.models import Match, Span
+from alertd.models import Item, Match, Span
 from alertd.normalise import normalise
 from alertd.termindex import Hit
 from alertd.text import html_to_text
 from alertd.watchlist import Topic, Watchlist
 
-__all__ = ["format_explanation", "html_to_text", "match_item", "normalise"]
+__all__ = ["format_explanation", "html_to_text", "match_item", "match_items", "normalise"]
+
+log = logging.getLogger("alertd.match")
 
 
 def match_item(
@@ -120,3 +123,23 @@ def _highlight(text: str, spans: Sequence[Span]) -> str:
         position = span.end
     out.append(text[position:])
     return "".join(out)
+
+
+def match_items(watchlist: Watchlist, items: Sequence[Item]) -> list[tuple[str, Match]]:
+    """Run the watchlist over new items; a poison item is logged and skipped, never fatal to the poll."""
+    matches: list[tuple[str, Match]] = []
+    for item in items:
+        try:
+            found = match_item(
+                watchlist,
+                item.title,
+                item.summary_text,
+                feed_name=item.feed_name,
+                feed_tags=item.feed_tags,
+                link=item.link or "",
+            )
+        except Exception:  # a bug on one odd item must not lose the rest of the poll
+            log.exception("matching item %s (%s) failed; item skipped", item.key, item.link)
+            continue
+        matches.extend((item.key, match) for match in found)
+    return matches

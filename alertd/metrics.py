@@ -55,6 +55,15 @@ class Metrics:
             ["condition"],
             registry=r,
         )
+        self.state_writable = Gauge(
+            "alertd_state_writable", "1 while the state database can be written, 0 when it cannot", registry=r
+        )
+        self.loop_lag = Gauge(
+            "alertd_event_loop_lag_seconds",
+            "Longest event-loop stall since the last status report",
+            registry=r,
+        )
+        self.state_writable.set(1)
         self.reload_ok.set(1)
         self.reload_time.set(time.time())
         self._server: Any = None

@@ -43,6 +43,42 @@ class AttemptDecision:
     """No further message can go in this drain (delivery paused)."""
 
 
+STOP_MARGIN = timedelta(seconds=15)
+"""Beyond the SMTP deadline: the goodbye (QUIT, 5 s), the TLS close (2 s), a busy machine."""
+LEASE_MARGIN = timedelta(seconds=60)
+"""A claim outlives the longest attempt by this much (the goodbye, the socket closed, a busy machine)."""
+
+
+def lease(delivery: DeliveryConfig) -> timedelta:
+    """How long a claim on a message holds: the longest one attempt can take, and a margin. A claim left by a
+    process that died expires then, and another process attempts the message, with the same Message-ID."""
+    longest = delivery.smtp.timeout if delivery.method == "smtp" else timedelta(0)
+    return longest + LEASE_MARGIN
+
+
+def stop_wait(delivery: DeliveryConfig) -> timedelta:
+    """How long a stopping daemon waits for a delivery in flight: the server's reply to the final dot may take
+    the whole SMTP deadline, then the goodbye. The service's stop timeout must be longer (systemd's
+    ``TimeoutStopSec``: see systemd/alertd.service), or a stop turns a delivery in flight into a duplicate."""
+    longest = delivery.smtp.timeout if delivery.method == "smtp" else timedelta(0)
+    return longest + STOP_MARGIN
+
+
+def claim_window(now: datetime, delivery: DeliveryConfig) -> tuple[datetime, datetime]:
+    """(due by, trusted until): a message is due when its next attempt is at or before ``now``; a retry
+    time, or a claim, further ahead than the policy ever puts one (``RETRY_CAP``, :func:`lease`) comes from a
+    clock that was ahead and was corrected, and counts as due, or expired."""
+    return now, now + max(RETRY_CAP, lease(delivery)) * 1.1
+
+
+def claimant_pid(claimant: str | None) -> int | None:
+    """The process id in a claimant's name (``pid 1234 (daemon)``), None when it has none."""
+    if not claimant or not claimant.startswith("pid "):
+        return None
+    number = claimant[4:].split(" ", 1)[0]
+    return int(number) if number.isdigit() else None
+
+
 def retry_delay(attempt: int) -> timedelta:
     """How long a message waits after its ``attempt``-th deferral: 1 min, 2 min, 4 min, ... capped at 1 h."""
     return schedule.backoff(attempt, RETRY_FIRST, RETRY_CAP)

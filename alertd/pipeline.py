@@ -5,82 +5,49 @@ transaction (lemon24/reader's ``Pipeline``):
 
     poll_feed:     store → fetch → parse (worker) → identify → polling.decide_poll → match → store
     flush_digests: store → due.next_mail → digest → render → store (outbox row + delivered marks)
-    drain_outbox:  store → deliver → outbox.decide_attempt → store
+    drain_outbox:  store → claim → deliver → outbox.decide_attempt → store      (alertd.drain)
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import email
-import email.policy
 import logging
-import random
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime
-from email.message import EmailMessage
 
-import httpx
-import jinja2
-
-from alertd import compose, due, incremental, outbox, polling, schedule
+from alertd import compose, due, incremental, polling, schedule
 from alertd.config import Config, FeedConfig, SubscriberConfig
-from alertd.deliver import deliver
 from alertd.digest import alert_topics, subscribed_topics
-from alertd.errors import DeliveryError, ParseError
+from alertd.drain import DeliveryAttempt, drain_outbox, resume_delivery, state_writable
+from alertd.errors import ParseError, StateWriteError
 from alertd.failpoint import failpoint
-from alertd.fetch import FetchPolicy, fetch_feed
+from alertd.fetch import fetch_feed
 from alertd.identify import entry_keys, link_candidates, make_items, recognised
-from alertd.match import match_item
-from alertd.metrics import Metrics
-from alertd.models import DeliveryReport, FeedHealth, FetchResult, FetchStatus, Item, Match
-from alertd.parse import ParserPool
-from alertd.records import AttemptStatus, MessageKind, SubscriberState
+from alertd.match import match_items
+from alertd.models import FeedHealth, FetchResult, FetchStatus
+from alertd.records import MessageKind, SubscriberState
+from alertd.runtime import Runtime, poll_slot
 from alertd.store import Store
 from alertd.watchlist import Watchlist
 
+__all__ = [
+    "DeliveryAttempt",
+    "Runtime",
+    "drain_outbox",
+    "flush_digests",
+    "next_flush_at",
+    "poll_feed",
+    "poll_slot",
+    "register_subscribers",
+    "resume_delivery",
+    "run_once",
+    "state_writable",
+]
+"""The three steps (the drain lives in :mod:`alertd.drain`, the runtime in :mod:`alertd.runtime`)."""
+
 log = logging.getLogger("alertd.pipeline")
-
-
-@dataclass
-class Runtime:
-    """Everything the pipeline steps share, built once from a config (and rebuilt on reload)."""
-
-    config: Config
-    watchlist: Watchlist
-    store: Store
-    client: httpx.AsyncClient
-    parser: ParserPool
-    templates: jinja2.Environment
-    fetch_policy: FetchPolicy
-    smtp_password: str | None = None
-    rng: random.Random = field(default_factory=random.Random)
-    # One drain at a time: two concurrent drains would both pick the same due message and send it twice.
-    delivery_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    metrics: Metrics = field(default_factory=Metrics)
-    # Bounds the daemon's concurrent polls to [poll] concurrency; created on first use (see poll_slot).
-    poll_slots: asyncio.Semaphore | None = None
-    layouts: incremental.Layouts = field(default_factory=incremental.Layouts)
-
-
-def poll_slot(rt: Runtime) -> asyncio.Semaphore:
-    """The semaphore every scheduled poll holds while it runs: at most ``[poll] concurrency`` at once."""
-    if rt.poll_slots is None:
-        rt.poll_slots = asyncio.Semaphore(rt.config.poll.concurrency)
-    return rt.poll_slots
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryAttempt:
-    """The outcome of one outbox message's delivery attempt."""
-
-    outbox_id: int
-    subscriber: str
-    status: AttemptStatus
-    error: str | None = None
-    """Why it was not sent; for a sent message, the recipients the server refused (if any)."""
 
 
 # --- polling -------------------------------------------------------------------------------------------------
@@ -169,24 +136,25 @@ async def _identify(rt: Runtime, feed: FeedConfig, fetched: FetchResult, now: da
     )
 
 
-def match_items(watchlist: Watchlist, items: Sequence[Item]) -> list[tuple[str, Match]]:
-    """Run the watchlist over new items; a poison item is logged and skipped, never fatal to the poll."""
-    matches: list[tuple[str, Match]] = []
-    for item in items:
-        try:
-            found = match_item(
-                watchlist,
-                item.title,
-                item.summary_text,
-                feed_name=item.feed_name,
-                feed_tags=item.feed_tags,
-                link=item.link or "",
-            )
-        except Exception:  # a bug on one odd item must not lose the rest of the poll
-            log.exception("matching item %s (%s) failed; item skipped", item.key, item.link)
-            continue
-        matches.extend((item.key, match) for match in found)
-    return matches
+async def run_once(rt: Runtime, now: Callable[[], datetime]) -> int:
+    """Poll every feed once (concurrently, bounded), deliver what is due; 0 if all went well, else 1."""
+    register_subscribers(rt, now())
+    limit = asyncio.Semaphore(rt.config.poll.concurrency)
+
+    async def one(feed: FeedConfig) -> polling.PollReport:
+        async with limit:
+            return await poll_feed(rt, feed, now())
+
+    reports = await asyncio.gather(*(one(feed) for feed in rt.config.feeds))
+    flush_digests(rt, now())
+    attempts = await drain_outbox(rt, now())
+    failed = [r for r in reports if r.failed]
+    for report in failed:
+        log.error("feed failed: %s (%s): %s: %s", report.name, report.url, report.error_class, report.error)
+    undelivered = [a for a in attempts if a.status != "sent"]
+    for attempt in undelivered:
+        log.error("delivery to %s not done (%s): %s", attempt.subscriber, attempt.status, attempt.error)
+    return 1 if failed or undelivered else 0
 
 
 # --- digests -------------------------------------------------------------------------------------------------
@@ -204,7 +172,7 @@ def subscriber_state(rt: Runtime, subscriber: SubscriberConfig, now: datetime) -
         rt.store.register_subscribers([subscriber.email], now)
         state = rt.store.subscriber_state(subscriber.email)
         assert state is not None
-    return state
+    return due.clamped(state, now)
 
 
 def next_mail(
@@ -250,16 +218,31 @@ def flush_digests(
     for subscriber in rt.config.subscribers:
         if only is not None and subscriber.email != only:
             continue
-        state = subscriber_state(rt, subscriber, now)
-        if force or next_mail(rt.config, rt.watchlist, rt.store, subscriber, state, now).digest_due(now):
-            outbox_id = _queue(rt, subscriber, state, now, "digest")
-            if outbox_id is not None:
-                queued.append((subscriber.email, outbox_id))
-        plan = next_mail(rt.config, rt.watchlist, rt.store, subscriber, state, now)
-        if plan.alerts_at is not None and (force or plan.alerts_due(now)):
-            outbox_id = _queue(rt, subscriber, state, now, "alert")
-            if outbox_id is not None:
-                queued.append((subscriber.email, outbox_id))
+        try:
+            queued.extend(
+                (subscriber.email, outbox_id) for outbox_id in _flush_one(rt, subscriber, now, force)
+            )
+        except StateWriteError:
+            raise
+        except Exception:  # one subscriber's mail that cannot be built must not keep the others' from them
+            log.exception(
+                "mail for %s could not be built; the other subscribers are served", subscriber.email
+            )
+    return queued
+
+
+def _flush_one(rt: Runtime, subscriber: SubscriberConfig, now: datetime, force: bool) -> list[int]:
+    state = subscriber_state(rt, subscriber, now)
+    queued: list[int] = []
+    if force or next_mail(rt.config, rt.watchlist, rt.store, subscriber, state, now).digest_due(now):
+        outbox_id = _queue(rt, subscriber, state, now, "digest")
+        if outbox_id is not None:
+            queued.append(outbox_id)
+    plan = next_mail(rt.config, rt.watchlist, rt.store, subscriber, state, now)
+    if plan.alerts_at is not None and (force or plan.alerts_due(now)):
+        outbox_id = _queue(rt, subscriber, state, now, "alert")
+        if outbox_id is not None:
+            queued.append(outbox_id)
     return queued
 
 
@@ -313,62 +296,3 @@ def feed_health(rt: Runtime, now: datetime, *, events_since: datetime | None = N
     """The feeds a reader should hear about (:func:`alertd.health.reader_notices`), and with ``events_since``
     the moves and floods recorded since then (the reader's last digest)."""
     return compose.feed_health(rt.config, rt.store, now, events_since=events_since)
-
-
-# --- delivery ------------------------------------------------------------------------------------------------
-
-
-async def drain_outbox(rt: Runtime, now: datetime) -> list[DeliveryAttempt]:
-    """Deliver every due outbox message; mark each sent only after the server (or mailbox) accepted it."""
-    async with rt.delivery_lock:
-        attempts = await _drain_outbox(rt, now)
-    for attempt in attempts:
-        rt.metrics.emails.labels(attempt.status).inc()
-    return attempts
-
-
-def resume_delivery(rt: Runtime, why: str) -> None:
-    """Lift a delivery pause (the config was reloaded, or the daemon started): the next drain tries again."""
-    if rt.store.resume_delivery():
-        log.info("SMTP delivery resumed (%s)", why)
-
-
-async def _drain_outbox(rt: Runtime, now: datetime) -> list[DeliveryAttempt]:
-    due_messages = rt.store.due_outbox(now)
-    if not due_messages:
-        return []
-    pause = rt.store.delivery_pause()
-    if pause is not None and not outbox.pause_in_force(pause, rt.config.delivery):
-        resume_delivery(rt, "the delivery settings changed since it paused")
-        pause = None
-    if pause is not None:
-        log.debug("SMTP delivery paused since %s: %d messages wait", pause.since, len(due_messages))
-        return [DeliveryAttempt(q.id, q.subscriber, "paused", pause.reason) for q in due_messages]
-    fingerprint = outbox.settings_fingerprint(rt.config.delivery)
-    attempts: list[DeliveryAttempt] = []
-    for index, queued in enumerate(due_messages):
-        message = email.message_from_bytes(queued.message, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        failpoint("before_delivery")
-        outcome: DeliveryReport | DeliveryError
-        try:
-            with rt.metrics.delivery_seconds.time():
-                outcome = await deliver(
-                    message, rt.config.delivery, base_dir=rt.config.path.parent, password=rt.smtp_password
-                )
-        except DeliveryError as exc:
-            outcome = exc
-        decision = outbox.decide_attempt(queued, outcome, fingerprint, now)
-        record = decision.record
-        if record.status == "sent":
-            failpoint("after_delivery_before_mark_sent")
-        rt.store.record_attempt(record, now)
-        if record.status == "sent":
-            failpoint("after_mark_sent")
-        log.log(*decision.log)
-        attempts.append(DeliveryAttempt(queued.id, queued.subscriber, record.status, record.note))
-        if decision.stop:
-            rest = due_messages[index + 1 :]
-            attempts.extend(DeliveryAttempt(q.id, q.subscriber, "paused", record.note) for q in rest)
-            break
-    return attempts

@@ -163,16 +163,24 @@ def job_time(
 
     None for a gone feed (410): it is not polled again. A feed never polled, or overdue after a stop, starts
     within :data:`FIRST_POLL_SPREAD`, spread so feeds do not fire together; after a poll whose outcome could
-    not be recorded (a bug), the feed waits ``[poll] min_interval`` rather than looping.
+    not be recorded (a full disk), the feed waits ``[poll] min_interval`` rather than looping. A stored time
+    further ahead than any poll is ever put off (:func:`horizon`) comes from a clock that was ahead and was
+    corrected: the feed is polled soon, not weeks later.
     """
     if state.gone:
         return None
     due = state.next_poll_at
-    if due is not None and due > now:
+    if due is not None and now < due <= now + horizon(policy):
         return due
     if after_poll:
         return now + policy.bounds.minimum
     return now + timedelta(seconds=rng.uniform(0, FIRST_POLL_SPREAD.total_seconds()))
+
+
+def horizon(policy: PollPolicy) -> timedelta:
+    """The furthest ahead a poll is ever scheduled: the longest interval or backoff, and its jitter."""
+    longest = max(policy.bounds.maximum, schedule.BACKOFF_CAP, schedule.RETRY_AFTER_MAX)
+    return longest * (1 + max(policy.jitter, 0.1))
 
 
 def decide_poll(seen: Observation, policy: PollPolicy, now: datetime, rng: random.Random) -> PollIntent:

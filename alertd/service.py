@@ -1,12 +1,16 @@
 """The daemon: APScheduler 3 on asyncio, one poll job per feed, one digest job per subscriber, signals.
 
 Job defaults are explicit: ``coalesce=True`` (a backlog of missed runs collapses into one), ``max_instances=1``
-(a slow feed is never polled twice at once) and ``misfire_grace_time=300`` (APScheduler 3's default of one
-second silently skips runs after a busy moment or a suspend).
+(a slow feed is never polled twice at once) and ``misfire_grace_time=None``: a job missed by a wall-clock step
+forward (NTP correcting a Raspberry Pi after boot, a resumed VM) runs as soon as possible instead of being
+dropped (APScheduler 3 drops a one-shot job missed by more than its grace time, for good). A step backward is
+seen by a watch on the wall clock against the monotonic one: every job is then scheduled again, from stored
+times clamped to what their policy allows (:func:`alertd.polling.job_time`, :func:`alertd.due.clamped`).
 
-SIGTERM and SIGINT stop the scheduler, let in-flight polls and deliveries finish for up to ``STOP_TIMEOUT``
-seconds and cancel the rest (every step is one transaction, so a cancelled step leaves nothing half-done),
-then exit 0. SIGHUP reloads the config and the watchlist; an invalid new file keeps the last good one.
+SIGTERM and SIGINT stop the scheduler, let in-flight polls finish for up to ``STOP_TIMEOUT`` seconds and a
+delivery in flight until its server answers the final dot (:func:`alertd.outbox.stop_wait`), cancel the rest
+(every step is one transaction, so a cancelled step leaves nothing half-done), then exit 0. SIGHUP reloads the
+config and the watchlist; an invalid new file keeps the last good one (:mod:`alertd.reloads`).
 """
 
 from __future__ import annotations
@@ -18,8 +22,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from contextlib import AsyncExitStack
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -28,16 +31,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from alertd import failpoint, health, pipeline, polling, schedule
+from alertd import failpoint, health, outbox, pipeline, polling, reloads, schedule
 from alertd.config import Config, FeedConfig, SubscriberConfig
-from alertd.deliver import read_smtp_password
-from alertd.errors import ConfigError
-from alertd.fetch import FetchPolicy, make_client
-from alertd.loader import load_all
+from alertd.errors import ConfigError, StateWriteError
+from alertd.loader import file_stamps, load_all, watched_files
 from alertd.notify import Notifier
-from alertd.parse import ParserPool
 from alertd.render import load_templates
-from alertd.store import Store
+from alertd.runtime import Runtime, open_runtime, poll_slot
 from alertd.watchlist import Watchlist
 
 UTC = timezone.utc  # datetime.UTC is Python 3.11+
@@ -50,61 +50,12 @@ HEARTBEAT_INTERVAL = 1.0
 WATCH_INTERVAL = 2.0
 STATUS_INTERVAL = 30.0
 HOUSEKEEPING_DELAY = timedelta(minutes=10)
-JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
-
-
-def fetch_policy(config: Config) -> FetchPolicy:
-    return FetchPolicy(
-        user_agent=config.poll.user_agent,
-        deadline=config.poll.timeout.total_seconds(),
-        max_body_bytes=config.poll.max_body_bytes,
-    )
-
-
-@contextlib.asynccontextmanager
-async def open_runtime(config: Config, watchlist: Watchlist, environ: dict[str, str]) -> Any:
-    """Everything a pipeline step needs, opened in order and closed in reverse."""
-    async with AsyncExitStack() as stack:
-        store = Store.open(config.state_path)
-        stack.callback(store.close)
-        policy = fetch_policy(config)
-        client = await stack.enter_async_context(make_client(policy))
-        parser = ParserPool()
-        stack.callback(parser.close)
-        password = None
-        if config.delivery.method == "smtp":
-            password = read_smtp_password(config.delivery.smtp, base_dir=config.path.parent, environ=environ)
-        yield pipeline.Runtime(
-            config=config,
-            watchlist=watchlist,
-            store=store,
-            client=client,
-            parser=parser,
-            templates=load_templates(config.templates_dir),
-            fetch_policy=policy,
-            smtp_password=password,
-        )
-
-
-async def run_once(rt: pipeline.Runtime, now: Callable[[], datetime]) -> int:
-    """Poll every feed once (concurrently, bounded), deliver what is due; 0 if all went well, else 1."""
-    pipeline.register_subscribers(rt, now())
-    limit = asyncio.Semaphore(rt.config.poll.concurrency)
-
-    async def one(feed: FeedConfig) -> polling.PollReport:
-        async with limit:
-            return await pipeline.poll_feed(rt, feed, now())
-
-    reports = await asyncio.gather(*(one(feed) for feed in rt.config.feeds))
-    pipeline.flush_digests(rt, now())
-    attempts = await pipeline.drain_outbox(rt, now())
-    failed = [r for r in reports if r.failed]
-    for report in failed:
-        log.error("feed failed: %s (%s): %s: %s", report.name, report.url, report.error_class, report.error)
-    undelivered = [a for a in attempts if a.status != "sent"]
-    for attempt in undelivered:
-        log.error("delivery to %s not done (%s): %s", attempt.subscriber, attempt.status, attempt.error)
-    return 1 if failed or undelivered else 0
+CLOCK_LOOK = 0.5
+"""Seconds between two looks at the clocks (the wall clock against the monotonic one, and the loop's lag)."""
+CLOCK_STEP = 5.0
+"""A wall-clock change this much larger or smaller than the time that passed is a step."""
+LOOP_LAG_WARNING = 1.0
+JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
 
 
 class Daemon:
@@ -118,20 +69,25 @@ class Daemon:
         self.in_flight: set[asyncio.Task[Any]] = set()
         self.rng = random.Random()
         self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
-        self.rt: pipeline.Runtime | None = None
+        self.rt: Runtime | None = None
         self.notifier = Notifier(environ)
         self.heartbeat = time.monotonic()
-        self.watched: dict[Path, tuple[int, int] | None] = {}
-        self.last_delivery: datetime | None = None
+        self.watch = reloads.WatchState()
+        self.loop_lag = 0.0
+        """The longest event-loop stall since the last status report (seconds)."""
 
     async def run(self, config: Config, watchlist: Watchlist) -> int:
-        async with open_runtime(config, watchlist, self.environ) as rt:
+        async with open_runtime(config, watchlist, self.environ, purpose="daemon") as rt:
             self.rt = rt
             pipeline.register_subscribers(rt, self.now())
             self._install_signals()
-            self._schedule_all()
+            self._schedule_all(resume_because="the daemon started")
+            if failpoint.armed("stall_loop"):
+                self.scheduler.add_job(
+                    _stall_loop, DateTrigger(run_date=self.now() + timedelta(seconds=3)), id="stall"
+                )
             self.scheduler.start()
-            self.watched = _file_stamps(watched_files(config))
+            self.watch = reloads.WatchState(loaded=file_stamps(watched_files(config)))
             if config.metrics_listen:
                 rt.metrics.serve(config.metrics_listen)
                 log.info("metrics on http://%s/metrics", config.metrics_listen)
@@ -143,6 +99,7 @@ class Daemon:
             rt.store.daemon_started(os.getpid(), self.config_path, self.now())
             self.notifier.ready(self.status_line())
             watchdog = asyncio.create_task(self._watchdog()) if self.notifier.watchdog_interval else None
+            clocks = asyncio.create_task(self._watch_clocks())
             log.info(
                 "alertd started: %d feeds, %d topics, %d subscribers, delivery %s",
                 len(config.feeds),
@@ -160,9 +117,10 @@ class Daemon:
                     waiter.cancel()
                 if self.reload_requested.is_set() and not self.stopping.is_set():
                     self.reload_requested.clear()
-                    self.reload()
+                    self.reload("SIGHUP")
             if watchdog is not None:
                 watchdog.cancel()
+            clocks.cancel()
             await self._shutdown()
             rt.store.daemon_stopped(self.now())
             rt.metrics.close()
@@ -183,18 +141,26 @@ class Daemon:
         log.info("received %s: stopping (in-flight work gets %.0f s)", sig.name, STOP_TIMEOUT)
         self.notifier.stopping()
         self.stopping.set()
+        if self.rt is not None:
+            self.rt.stopping = True  # no new delivery attempt starts; the one in flight finishes
 
     async def _shutdown(self) -> None:
         # Pause first and shut down last: APScheduler's asyncio executor cancels running jobs on shutdown,
-        # and in-flight polls and deliveries deserve STOP_TIMEOUT seconds to finish.
+        # and in-flight polls and deliveries deserve time to finish.
+        assert self.rt is not None
         self.scheduler.pause()
-        if self.in_flight:
-            _, pending = await asyncio.wait(self.in_flight, timeout=STOP_TIMEOUT)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=5)
-                log.warning("stop: %d unfinished steps rolled back", len(pending))
+        pending = set(self.in_flight)
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=STOP_TIMEOUT)
+        # A delivery in flight waits for its server's reply: cut now, the message would go again on restart.
+        give_up = time.monotonic() + outbox.stop_wait(self.rt.config.delivery).total_seconds() - STOP_TIMEOUT
+        while pending and self.rt.delivering and time.monotonic() < give_up:
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+            log.warning("stop: %d unfinished steps rolled back", len(pending))
         self.scheduler.shutdown(wait=False)
 
     # --- jobs ----------------------------------------------------------------------------------------------
@@ -212,6 +178,12 @@ class Daemon:
                 await step()
             except asyncio.CancelledError:
                 raise
+            except StateWriteError as exc:  # nothing was written; the step runs again at its next time
+                assert self.rt is not None
+                if self.rt.state_problem is None:
+                    log.error("%s: nothing is recorded until it can be written again", exc)
+                self.rt.state_problem = str(exc)
+                self.rt.metrics.state_writable.set(0)
             except Exception:
                 log.exception("scheduled step failed; it will run again at its next time")
             finally:
@@ -219,11 +191,11 @@ class Daemon:
 
         return job
 
-    def _schedule_all(self) -> None:
+    def _schedule_all(self, *, resume_because: str | None = None) -> None:
         assert self.rt is not None
         for feed in self.rt.config.feeds:
             self._schedule_feed(feed)
-        self._schedule_digests(resume_because="the daemon started")
+        self._schedule_digests(resume_because=resume_because)
         self.scheduler.add_job(
             self._track(self._drain),
             IntervalTrigger(seconds=OUTBOX_INTERVAL.total_seconds()),
@@ -236,14 +208,15 @@ class Daemon:
             IntervalTrigger(hours=24),
             id="housekeeping",
             next_run_time=self.now() + HOUSEKEEPING_DELAY,
+            replace_existing=True,
         )
-        self.scheduler.add_job(self._beat, IntervalTrigger(seconds=HEARTBEAT_INTERVAL), id="heartbeat")
-        if failpoint.armed("stall_loop"):
-            self.scheduler.add_job(
-                _stall_loop, DateTrigger(run_date=self.now() + timedelta(seconds=3)), id="stall"
-            )
-        self.scheduler.add_job(self._watch_files, IntervalTrigger(seconds=WATCH_INTERVAL), id="watch-files")
-        self.scheduler.add_job(self._report_status, IntervalTrigger(seconds=STATUS_INTERVAL), id="status")
+        every = {
+            "heartbeat": (self._beat, HEARTBEAT_INTERVAL),
+            "watch-files": (self._watch_files, WATCH_INTERVAL),
+        }
+        every["status"] = (self._report_status, STATUS_INTERVAL)
+        for job_id, (job, seconds) in every.items():
+            self.scheduler.add_job(job, IntervalTrigger(seconds=seconds), id=job_id, replace_existing=True)
 
     def _schedule_feed(self, feed: FeedConfig, *, after_poll: bool = False) -> None:
         """One job per feed, at the time :func:`alertd.polling.job_time` gives (none for a gone feed)."""
@@ -296,7 +269,7 @@ class Daemon:
         if feed is None:
             return
         try:
-            async with pipeline.poll_slot(self.rt):
+            async with poll_slot(self.rt):
                 with self.rt.metrics.poll_seconds.time():
                     report = await pipeline.poll_feed(self.rt, feed, self.now())
         finally:
@@ -370,11 +343,45 @@ class Daemon:
                     time.monotonic() - self.heartbeat,
                 )
 
+    async def _watch_clocks(self) -> None:
+        """Look at the clocks twice a second: a wall-clock step reschedules every job; a stalled loop is logged.
+
+        A step backward would leave every job weeks away (their times are wall-clock times), and one forward
+        runs each missed job once (``misfire_grace_time=None``, coalesced) but leaves their next times in
+        the past: either way, every job is scheduled again from the stored state, clamped.
+        """
+        wall, mono = time.time(), time.monotonic()
+        while True:
+            await asyncio.sleep(CLOCK_LOOK)
+            now_wall, now_mono = time.time(), time.monotonic()
+            lag = now_mono - mono - CLOCK_LOOK
+            self.loop_lag = max(self.loop_lag, lag)
+            if lag > LOOP_LAG_WARNING:
+                log.warning("the event loop was blocked for %.1f s", lag)
+            step = (now_wall - wall) - (now_mono - mono)
+            if abs(step) > CLOCK_STEP and self.rt is not None and not self.stopping.is_set():
+                moved = schedule.format_duration(timedelta(seconds=round(abs(step))))
+                log.warning(
+                    "the wall clock stepped %s by %s (NTP, a resumed VM?): scheduling every job again",
+                    "forward" if step > 0 else "back",
+                    moved,
+                )
+                self._schedule_all()
+            wall, mono = now_wall, now_mono
+
     async def _report_status(self) -> None:
         assert self.rt is not None
-        self.rt.store.daemon_heartbeat(self.now())
+        self.rt.metrics.loop_lag.set(max(self.loop_lag, 0.0))
+        self.loop_lag = 0.0
+        try:
+            self.rt.store.daemon_heartbeat(self.now())
+        except StateWriteError as exc:
+            self.rt.state_problem = self.rt.state_problem or str(exc)
+            self.rt.metrics.state_writable.set(0)
+        else:
+            pipeline.state_writable(self.rt)
         self.notifier.status(self.status_line())
-        self.rt.metrics.outbox_pending.set(len(self.rt.store.outbox(("pending",))))
+        self.rt.metrics.outbox_pending.set(len(self.rt.store.outbox(("pending", "sending"))))
         for condition, count in health.census(self.feed_judgements()).items():
             self.rt.metrics.feeds.labels(condition).set(count)
 
@@ -385,43 +392,63 @@ class Daemon:
         return [health.judge(states.get(feed.url)) for feed in self.rt.config.feeds]
 
     def status_line(self) -> str:
-        """One line for ``systemctl status``: feeds ok/failing, pending mail, last delivery."""
+        """One line for ``systemctl status``: feeds ok/failing, pending mail, last delivery; and first of all,
+        a state that cannot be written."""
         assert self.rt is not None
         judgements = self.feed_judgements()
         failing = sum(1 for verdict in judgements if verdict.in_trouble)
-        pending = len(self.rt.store.outbox(("pending",)))
+        pending = len(self.rt.store.outbox(("pending", "sending")))
         sent = self.rt.store.last_sent_at()
         last = sent.astimezone().strftime("%Y-%m-%d %H:%M") if sent else "never"
-        return (
+        line = (
             f"{len(judgements) - failing}/{len(judgements)} feeds ok, {failing} failing; "
             f"{pending} messages pending; last delivery {last}"
         )
+        if self.rt.state_problem is not None:
+            return f"STATE NOT WRITABLE, delivery stopped: {self.rt.state_problem}; {line}"
+        return line
 
     async def _watch_files(self) -> None:
-        """Reload when the config, the watchlist or an included file changed on disk."""
+        """Reload when the config, the watchlist or an included file changed on disk and is stable again."""
         assert self.rt is not None
-        stamps = _file_stamps(self.watched)
-        if stamps != self.watched:
-            self.watched = stamps
+        self.watch, load = reloads.watch(self.watch, file_stamps(self.watch.loaded), time.monotonic())
+        if load:
             log.info("configuration files changed on disk: reloading")
-            self.reload()
+            self.reload("a change on disk")
 
     # --- reload --------------------------------------------------------------------------------------------
 
-    def reload(self) -> bool:
-        """Reload config and watchlist; keep the running ones if the new files are invalid."""
+    def reload(self, cause: str) -> bool:
+        """Reload config and watchlist; keep the running ones if the new files are invalid, or would remove
+        every topic, feed or subscriber and have not stayed so for a while (:func:`alertd.reloads.verdict`)."""
         assert self.rt is not None
         self.notifier.reloading()
+        stamps = file_stamps(self.watch.loaded)
+        if stamps != self.watch.seen:  # a SIGHUP that no look has seen yet: from now on, they are seen
+            self.watch = reloads.WatchState(self.watch.loaded, stamps, time.monotonic())
         try:
             config, watchlist = load_all(self.config_path)
         except ConfigError as exc:
-            log.error("reload failed, keeping the previous configuration:\n%s", exc)
+            log.error("reload failed, keeping the previous configuration (%s):\n%s", cause, exc)
+            self.watch = reloads.WatchState(stamps, stamps, None)  # not again until the files change
             self.rt.store.record_reload(False, str(exc), self.now())
             self.rt.metrics.reloaded(False)
             self.notifier.ready(self.status_line())
             return False
+        verdict = reloads.verdict(
+            self.rt.config,
+            self.rt.watchlist,
+            config,
+            watchlist,
+            stable_for=reloads.stable_for(self.watch, time.monotonic()),
+        )
+        if not verdict.apply:
+            log.warning("reload (%s) not applied yet: %s", cause, verdict.reason)
+            self.notifier.ready(f"reload waiting: {verdict.reason}; {self.status_line()}")
+            return False
         self._apply(config, watchlist)
-        self.watched = _file_stamps(watched_files(config))
+        loaded = file_stamps(watched_files(config))
+        self.watch = reloads.WatchState(loaded, loaded, None)
         self.rt.store.record_reload(True, None, self.now())
         self.rt.metrics.reloaded(True)
         self.notifier.ready(self.status_line())
@@ -429,7 +456,7 @@ class Daemon:
 
     def _apply(self, config: Config, watchlist: Watchlist) -> None:
         assert self.rt is not None
-        for line in describe_changes(self.rt.config, self.rt.watchlist, config, watchlist):
+        for line in reloads.describe_changes(self.rt.config, self.rt.watchlist, config, watchlist):
             log.info("reload: %s", line)
         old = self.rt.config
         self.rt.config = config
@@ -460,45 +487,3 @@ class Daemon:
 async def _stall_loop() -> None:
     """Block the event loop on purpose (fail point ``stall_loop``): tests watch the watchdog go quiet."""
     time.sleep(failpoint.STALL_SECONDS)  # noqa: ASYNC251 - blocking is the point
-
-
-def watched_files(config: Config) -> list[Path]:
-    """The files whose change on disk triggers a reload."""
-    files = [config.path, config.watchlist]
-    included = getattr(config, "feeds_file", None)
-    if isinstance(included, Path):
-        files.append(included)
-    return files
-
-
-def _file_stamps(paths: Iterable[Path]) -> dict[Path, tuple[int, int] | None]:
-    stamps: dict[Path, tuple[int, int] | None] = {}
-    for path in paths:
-        try:
-            stat = path.stat()
-        except OSError:
-            stamps[path] = None
-        else:
-            stamps[path] = (stat.st_mtime_ns, stat.st_size)
-    return stamps
-
-
-def describe_changes(
-    old: Config, old_watchlist: Watchlist, new: Config, new_watchlist: Watchlist
-) -> list[str]:
-    """Human-readable lines naming the feeds, topics and subscribers added, removed or modified."""
-    lines: list[str] = []
-
-    def compare(kind: str, before: dict[str, object], after: dict[str, object]) -> None:
-        for key in sorted(after.keys() - before.keys()):
-            lines.append(f"{kind} added: {key}")
-        for key in sorted(before.keys() - after.keys()):
-            lines.append(f"{kind} removed: {key}")
-        for key in sorted(before.keys() & after.keys()):
-            if before[key] != after[key]:
-                lines.append(f"{kind} modified: {key}")
-
-    compare("feed", {f.url: f for f in old.feeds}, {f.url: f for f in new.feeds})
-    compare("topic", {t.id: t for t in old_watchlist.topics}, {t.id: t for t in new_watchlist.topics})
-    compare("subscriber", {s.email: s for s in old.subscribers}, {s.email: s for s in new.subscribers})
-    return lines

@@ -6,7 +6,6 @@ its last reload into the database, and this module reads them back with everythi
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +13,8 @@ from typing import Any
 from alertd import health, outbox, schedule
 from alertd.config import Config
 from alertd.pipeline import next_mail
-from alertd.records import FeedState
+from alertd.records import DaemonState, FeedState
+from alertd.statelock import holder
 from alertd.store import Store
 from alertd.watchlist import Watchlist
 
@@ -63,16 +63,19 @@ class Status:
         return result
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
+def _running(config: Config, daemon: DaemonState, now: datetime) -> tuple[bool, int | None]:
+    """Whether a daemon runs on this state, and its pid: from the state lock, which the kernel releases when
+    the process dies however it dies. Where this user may not open the lock file (another user's service),
+    from the heartbeat the daemon writes every 30 s."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user (the service's DynamicUser)
-        return True
-    return True
+        found = holder(config.state_path)
+    except PermissionError:
+        if daemon.stopped_at is not None or daemon.heartbeat_at is None:
+            return False, daemon.pid
+        return now - daemon.heartbeat_at < STALE_HEARTBEAT, daemon.pid
+    if found is None or found.purpose != "daemon":
+        return False, None
+    return True, found.pid
 
 
 def collect_status(config: Config, watchlist: Watchlist | None, store: Store, now: datetime) -> Status:
@@ -82,20 +85,20 @@ def collect_status(config: Config, watchlist: Watchlist | None, store: Store, no
     (the next digest is then its scheduled time alone).
     """
     daemon = store.daemon_state()
-    running = (
-        daemon.stopped_at is None
-        and _alive(daemon.pid)
-        and daemon.heartbeat_at is not None
-        and now - daemon.heartbeat_at < STALE_HEARTBEAT
-    )
+    running, pid = _running(config, daemon, now)
     configured = {feed.url: feed for feed in config.feeds}
     states = [state for state in store.feeds() if state.url in configured]
     feeds = sorted(
         (_feed_json(state) for state in states), key=lambda f: (-f["consecutive_failures"], f["name"])
     )
     counts = {"pending": 0, "retrying": 0, "failed": 0}
-    for message in store.outbox(("pending", "failed")):
-        counts[outbox.condition(message)] += 1
+    for message in store.outbox(("pending", "sending", "failed")):
+        condition = outbox.condition(message)
+        if (
+            condition == "sending"
+        ):  # being attempted right now: still waiting, as far as a reader is concerned
+            condition = "retrying" if message.attempts else "pending"
+        counts[condition] += 1
     subscribers = []
     for subscriber in config.subscribers:
         state = store.subscriber_state(subscriber.email)
@@ -106,7 +109,7 @@ def collect_status(config: Config, watchlist: Watchlist | None, store: Store, no
         subscribers.append(SubscriberStatus(subscriber.email, subscriber.schedule.text, last, next_at))
     return Status(
         running=running,
-        pid=daemon.pid if running else None,
+        pid=pid if running else None,
         started_at=daemon.started_at,
         uptime_seconds=(now - daemon.started_at).total_seconds() if running and daemon.started_at else None,
         heartbeat_at=daemon.heartbeat_at,
@@ -156,6 +159,11 @@ def format_status(status: Status, now: datetime) -> str:
         lines.append(
             f"daemon:      running (pid {status.pid}, up {uptime}, heartbeat {_when(status.heartbeat_at)})"
         )
+        if status.heartbeat_at is None or now - status.heartbeat_at >= STALE_HEARTBEAT:
+            lines.append(
+                "             but it has not written its state since then: is the disk full, or read-only? "
+                "It delivers nothing until it can (nothing is sent twice)"
+            )
     else:
         lines.append(f"daemon:      not running (last started {_when(status.started_at)})")
     if status.reload_ok:

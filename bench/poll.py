@@ -14,7 +14,7 @@ absent. Each feed gains one item per farm tick; the bench times its cycles to th
 - steady: one tick later, each feed has exactly one new item (200, parse, identify, match, store);
 - idle:   again within the same tick: every feed answers 304 (no parse).
 
-alertd side: ``pipeline.poll_feed`` over a Runtime built by ``service.open_runtime`` (real Store in a temp dir,
+alertd side: ``pipeline.poll_feed`` over a Runtime built by ``runtime.open_runtime`` (real Store in a temp dir,
 real ParserPool, real httpx client), all feeds gathered under the ``[poll] concurrency`` semaphore as
 ``alertd run --once`` does. Baseline: a sequential loop, httpx sync client then ``feedparser.parse`` of the
 body, keeping ETags; it runs in its own process on the first ``--baseline-feeds`` feeds and its time is
@@ -178,7 +178,7 @@ async def alertd_cycles(
     from alertd import pipeline, polling
     from alertd.incremental import Layouts
     from alertd.loader import load_all
-    from alertd.service import open_runtime
+    from alertd.runtime import open_runtime
 
     config, watchlist = load_all(config_path)
     ours: dict[str, Figures] = {}

@@ -22,7 +22,7 @@ from alertd.config import FeedConfig, load_config
 from alertd.incremental import Layouts, slim, split
 from alertd.models import ParsedFeed
 from alertd.parse import ParserPool, parse_feed
-from alertd.service import open_runtime
+from alertd.runtime import open_runtime
 from alertd.watchlist import load_watchlist
 from tests.feedserver import FeedServer, make_rss
 

@@ -149,7 +149,10 @@ def assert_renders_and_sends(address: MailAddress) -> None:
         assert expected == [(_unspaced(n), a) for n, a in getaddresses([str(back["To"])])]
     assert f"<{address.addr_spec}>".encode("ascii") == quote_address(address.addr_spec).encode("ascii")
     again = parse_address(address.header())
-    assert (_unspaced(address.display_name), address.addr_spec) == (_unspaced(again.display_name), again.addr_spec)
+    assert (_unspaced(address.display_name), address.addr_spec) == (
+        _unspaced(again.display_name),
+        again.addr_spec,
+    )
     assert address == parse_address(address.text()), "the plain form reads back exactly"
 
 

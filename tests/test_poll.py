@@ -24,8 +24,9 @@ from alertd import pipeline, schedule
 from alertd.config import MIN_RETENTION, FeedConfig, load_config
 from alertd.models import Item, ParsedFeed
 from alertd.parse import ParserPool
+from alertd.pipeline import run_once
 from alertd.responses import retry_after_hint
-from alertd.service import open_runtime, run_once
+from alertd.runtime import open_runtime
 from alertd.store import LAST_SEEN_RESOLUTION, Store
 from alertd.watchlist import load_watchlist
 from tests.feedserver import FeedServer, make_rss
@@ -62,7 +63,7 @@ def write_config(tmp_path: Path, extra: str = "", feeds: Sequence[tuple[str, str
 
 @pytest.fixture
 async def rt(tmp_path: Path) -> AsyncIterator[pipeline.Runtime]:
-    """A Runtime built exactly as the daemon builds it (service.open_runtime), with a seeded rng."""
+    """A Runtime built exactly as the daemon builds it (runtime.open_runtime), with a seeded rng."""
     config = load_config(write_config(tmp_path))
     async with open_runtime(config, load_watchlist(config.watchlist), {}) as runtime:
         runtime.rng = random.Random(7)

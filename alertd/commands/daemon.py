@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import sys
 
 from alertd.commands import EXIT_FAILURE, EXIT_OK, config_path, load, now
 
@@ -14,29 +15,44 @@ log = logging.getLogger("alertd")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from alertd.service import Daemon, open_runtime, run_once
+    """The daemon, or with ``--once`` one poll of every feed and a delivery of what is due; either holds the
+    state lock (:mod:`alertd.statelock`) for its whole life: one poller and one scheduler per state."""
+    from alertd.pipeline import run_once
+    from alertd.runtime import open_runtime
+    from alertd.service import Daemon
+    from alertd.statelock import StateLock, StateLocked
 
     config, watchlist = load(args)
-    for warning in watchlist.warnings:
-        log.warning("%s", warning)
-    if args.once:
+    purpose = "run --once" if args.once else "daemon"
+    try:
+        lock = StateLock.acquire(config.state_path, purpose)
+    except StateLocked as exc:
+        print(
+            f"alertd: {exc}: one alertd runs per state (`alertd status` says what it is doing)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    with lock:
+        for warning in watchlist.warnings:
+            log.warning("%s", warning)
+        if args.once:
 
-        async def once() -> int:
-            async with open_runtime(config, watchlist, dict(os.environ)) as rt:
-                return await run_once(rt, now)
+            async def once() -> int:
+                async with open_runtime(config, watchlist, dict(os.environ), purpose=purpose) as rt:
+                    return await run_once(rt, now)
 
-        return asyncio.run(once())
-    return asyncio.run(Daemon(config_path(args), dict(os.environ)).run(config, watchlist))
+            return asyncio.run(once())
+        return asyncio.run(Daemon(config_path(args), dict(os.environ)).run(config, watchlist))
 
 
 def cmd_flush(args: argparse.Namespace) -> int:
     from alertd import pipeline
-    from alertd.service import open_runtime
+    from alertd.runtime import open_runtime
 
     config, watchlist = load(args)
 
     async def flush() -> int:
-        async with open_runtime(config, watchlist, dict(os.environ)) as rt:
+        async with open_runtime(config, watchlist, dict(os.environ), purpose="flush") as rt:
             pipeline.register_subscribers(rt, now())
             queued = pipeline.flush_digests(rt, now(), force=True)
             attempts = await pipeline.drain_outbox(rt, now())

@@ -131,10 +131,18 @@ class DigestTables(Database):
         """Store a rendered digest (or ``kind="alert"``) and mark its matches delivered, in one transaction.
 
         Returns the outbox id, or None when a message with this Message-ID is already queued (a retried
-        build after a crash produces the same id and must not queue twice). A digest serves the subscriber's
+        build after a crash produces the same id and must not queue twice), or when another process (a
+        ``flush`` beside the daemon) queued one of these matches since they were read: they went out with it. A digest serves the subscriber's
         schedule (``last_digest_at`` becomes ``now``); an alert does not.
         """
         with self.transaction() as db:
+            for m in included:  # another process queued a message carrying one of these since they were read
+                taken = db.execute(
+                    "SELECT 1 FROM deliveries WHERE subscriber = ? AND item_key = ? AND topic_id = ? AND kind = ?",
+                    (email, m.item.key, m.match.topic_id, kind),
+                ).fetchone()
+                if taken is not None:
+                    return None
             cursor = db.execute(
                 "INSERT OR IGNORE INTO outbox (message_id, subscriber, created_at, next_attempt_at, message, kind)"
                 " VALUES (?, ?, ?, ?, ?, ?)",

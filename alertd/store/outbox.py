@@ -31,16 +31,20 @@ class OutboxTables(Database):
         ).fetchall()
         return [outbox_from_row(row) for row in rows]
 
-    def claim_next(self, now: datetime, claimant: str, until: datetime) -> OutboxMessage | None:
+    def claim_next(
+        self, now: datetime, claimant: str, until: datetime, trusted_until: datetime
+    ) -> OutboxMessage | None:
         """Claim the oldest message due at ``now`` for ``claimant`` until ``until`` (one transaction): it is
         then ``sending`` and no other process attempts it. A claim that expired (its process died) is taken
-        over. None when nothing is due."""
+        over; a time later than ``trusted_until`` counts as past (see :func:`alertd.outbox.claim_window`).
+        None when nothing is due."""
         with self.transaction() as db:
             row = db.execute(
                 f"SELECT {OUTBOX_COLUMNS} FROM outbox"  # noqa: S608 - a constant
-                " WHERE (status = 'pending' AND next_attempt_at <= ?) OR (status = 'sending' AND claimed_until < ?)"
+                " WHERE (status = 'pending' AND (next_attempt_at <= ? OR next_attempt_at > ?))"
+                " OR (status = 'sending' AND (claimed_until < ? OR claimed_until > ?))"
                 " ORDER BY id LIMIT 1",
-                (iso(now), iso(now)),
+                (iso(now), iso(trusted_until), iso(now), iso(trusted_until)),
             ).fetchone()
             if row is None:
                 return None
@@ -50,6 +54,16 @@ class OutboxTables(Database):
             )
         claimed = outbox_from_row(row)
         return replace(claimed, status="sending", claimed_by=claimant, claimed_until=until)
+
+    def release_claim(self, outbox_id: int, claimant: str) -> bool:
+        """Give back a claim ``claimant`` made (its process is gone): the message is due again at once."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE outbox SET status = 'pending', claimed_by = NULL, claimed_until = NULL"
+                " WHERE id = ? AND status = 'sending' AND claimed_by = ?",
+                (outbox_id, claimant),
+            )
+        return cursor.rowcount == 1
 
     def outbox(
         self, statuses: Sequence[OutboxStatus] = ("pending", "sending", "failed")
