@@ -58,7 +58,7 @@ def resume_delivery(rt: Runtime, why: str) -> None:
 
 
 async def _drain_outbox(rt: Runtime, now: datetime) -> list[DeliveryAttempt]:
-    if not _record_unrecorded(rt, now):
+    if not record_unrecorded(rt, now):
         return []  # the state cannot be written: sending more would only repeat what cannot be recorded
     pause = rt.store.delivery_pause()
     if pause is not None and not outbox.pause_in_force(pause, rt.config.delivery):
@@ -147,7 +147,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _record_unrecorded(rt: Runtime, now: datetime) -> bool:
+def record_unrecorded(rt: Runtime, now: datetime) -> bool:
     """Write the attempts that could not be recorded when they happened; False while that still fails."""
     while rt.unrecorded:
         record, at = rt.unrecorded[0]

@@ -7,29 +7,54 @@ the first file that has problems, each at ``PATH:LINE:COL``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from alertd.config import Config, load_config
 from alertd.errors import ConfigError
 from alertd.render import check_templates, load_templates
 from alertd.watchlist import Watchlist, load_watchlist
 
+T = TypeVar("T")
+
 
 def load_all(config_path: Path) -> tuple[Config, Watchlist]:
     """Load the config, its watchlist and templates; raise ``ConfigError`` with every problem of the first
     file that has any (the config is read twice: first to find the watchlist, then to check subscribers'
-    topics against it)."""
-    config = load_config(config_path)
-    watchlist = load_watchlist(config.watchlist)
+    topics against it).
+
+    Nothing else ever escapes: a file that exhausts the parser (RecursionError, MemoryError), cannot be read
+    or decoded is a ConfigError at that file, so a reload keeps the last good configuration and
+    ``check-config`` exits 78 with a message rather than a traceback.
+    """
+    config = _guarded(config_path, lambda: load_config(config_path))
+    watchlist = _guarded(config.watchlist, lambda: load_watchlist(config.watchlist))
     topics = frozenset(topic.id for topic in watchlist.topics)
-    config = load_config(config_path, known_topics=topics)
-    env = load_templates(config.templates_dir)
-    problems = check_templates(env)
+    config = _guarded(config_path, lambda: load_config(config_path, known_topics=topics))
+    templates = config.templates_dir or config.path
+    env = _guarded(templates, lambda: load_templates(config.templates_dir))
+    problems = _guarded(templates, lambda: check_templates(env))
     if problems:
-        target = config.templates_dir or config.path
-        raise ConfigError.single(target, "template error: " + "; ".join(problems), key="templates_dir")
+        raise ConfigError.single(templates, "template error: " + "; ".join(problems), key="templates_dir")
     return config, watchlist
+
+
+def _guarded(path: Path, load: Callable[[], T]) -> T:
+    try:
+        return load()
+    except ConfigError:
+        raise
+    except RecursionError:
+        raise ConfigError.single(path, "nested too deep to be loaded") from None
+    except MemoryError:
+        raise ConfigError.single(path, "too large to be loaded (out of memory)") from None
+    except UnicodeError as exc:
+        raise ConfigError.single(path, f"not UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise ConfigError.single(path, f"cannot be read: {exc.strerror or exc}") from None
+    except Exception as exc:  # a bug on a hostile file must not take the daemon down: report it, keep running
+        raise ConfigError.single(path, f"cannot be loaded: {type(exc).__name__}: {exc}") from exc
 
 
 def watched_files(config: Config) -> list[Path]:

@@ -20,7 +20,7 @@ from datetime import datetime
 from alertd import compose, due, incremental, polling, schedule
 from alertd.config import Config, FeedConfig, SubscriberConfig
 from alertd.digest import alert_topics, subscribed_topics
-from alertd.drain import DeliveryAttempt, drain_outbox, resume_delivery, state_writable
+from alertd.drain import DeliveryAttempt, drain_outbox, record_unrecorded, resume_delivery, state_writable
 from alertd.errors import ParseError, StateWriteError
 from alertd.failpoint import failpoint
 from alertd.fetch import fetch_feed
@@ -37,9 +37,11 @@ __all__ = [
     "Runtime",
     "drain_outbox",
     "flush_digests",
+    "housekeeping",
     "next_flush_at",
     "poll_feed",
     "poll_slot",
+    "record_unrecorded",
     "register_subscribers",
     "resume_delivery",
     "run_once",
@@ -296,3 +298,17 @@ def feed_health(rt: Runtime, now: datetime, *, events_since: datetime | None = N
     """The feeds a reader should hear about (:func:`alertd.health.reader_notices`), and with ``events_since``
     the moves and floods recorded since then (the reader's last digest)."""
     return compose.feed_health(rt.config, rt.store, now, events_since=events_since)
+
+
+def housekeeping(rt: Runtime, now: datetime) -> None:
+    """Daily: forget history older than the retention (never a failing feed's), keep the file small."""
+    retention = rt.config.retention
+    items = rt.store.prune(now, retention)
+    history = rt.store.prune_history(now, retention)
+    log.info(
+        "housekeeping: forgot %d items, %d sent messages, %d feed events older than %s",
+        items,
+        history["outbox"],
+        history["feed_events"],
+        schedule.format_duration(retention),
+    )

@@ -289,6 +289,8 @@ def _parsed(
     interval = _interval(seen, policy, now, arrived=0 if seeding else len(new_items))
     next_poll = _next_poll(seen, policy, interval, parsed.ttl_minutes, now, rng)
     new_state, events, log = _succeeded(seen, next_poll, parsed.ttl_minutes, now)
+    if new_items:
+        new_state = replace(new_state, last_new_at=now)
     alertable: tuple[Item, ...] = () if seeding else new_items
     notice = None
     if state.seeded and is_flood(len(new_items), parsed.total):
@@ -357,9 +359,12 @@ def _succeeded(
 def _flood_cut(
     state: FeedState, new_items: Sequence[Item], total: int, now: datetime, interval: timedelta
 ) -> tuple[tuple[Item, ...], str]:
-    """Hold back a flood: only items published within the last two poll windows still alert."""
-    window = max(now - (state.last_success_at or now), interval)
-    cutoff = now - 2 * window
+    """Hold back a flood, but not the news in it: items published within the feed's recent window still
+    alert. The window reaches back to the last poll that brought new items, or two intervals, whichever is
+    longer (a byte-identical poll a minute ago moves nothing); what is older, or undated, is an archive dump
+    or changed ids, and is marked seen."""
+    last_news = state.last_new_at or state.last_success_at or now
+    cutoff = min(last_news, now - 2 * interval)
     novel = tuple(novel_items(new_items, cutoff))
     message = (
         f"{len(new_items)} new items in one poll (the feed has {total}): the feed changed its item ids or "

@@ -38,6 +38,7 @@ from alertd.loader import file_stamps, load_all, watched_files
 from alertd.notify import Notifier
 from alertd.render import load_templates
 from alertd.runtime import Runtime, open_runtime, poll_slot
+from alertd.status import feed_judgements, status_line
 from alertd.watchlist import Watchlist
 
 UTC = timezone.utc  # datetime.UTC is Python 3.11+
@@ -55,6 +56,8 @@ CLOCK_LOOK = 0.5
 CLOCK_STEP = 5.0
 """A wall-clock change this much larger or smaller than the time that passed is a step."""
 LOOP_LAG_WARNING = 1.0
+STATE_RETRY_INTERVAL = 5.0
+"""While the state cannot be written, how often the attempts it could not record are tried again."""
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
 
 
@@ -73,6 +76,8 @@ class Daemon:
         self.notifier = Notifier(environ)
         self.heartbeat = time.monotonic()
         self.watch = reloads.WatchState()
+        self.deferred: dict[Path, tuple[int, int] | None] = {}
+        """The file stamps of the last reload not applied yet (a configuration emptied a moment ago)."""
         self.loop_lag = 0.0
         """The longest event-loop stall since the last status report (seconds)."""
 
@@ -97,7 +102,7 @@ class Daemon:
                     "the state database %s is damaged (integrity check: %s)", config.state_path, integrity
                 )
             rt.store.daemon_started(os.getpid(), self.config_path, self.now())
-            self.notifier.ready(self.status_line())
+            self.notifier.ready(self._status_line())
             watchdog = asyncio.create_task(self._watchdog()) if self.notifier.watchdog_interval else None
             clocks = asyncio.create_task(self._watch_clocks())
             log.info(
@@ -215,6 +220,7 @@ class Daemon:
             "watch-files": (self._watch_files, WATCH_INTERVAL),
         }
         every["status"] = (self._report_status, STATUS_INTERVAL)
+        every["state"] = (self._retry_state, STATE_RETRY_INTERVAL)
         for job_id, (job, seconds) in every.items():
             self.scheduler.add_job(job, IntervalTrigger(seconds=seconds), id=job_id, replace_existing=True)
 
@@ -306,18 +312,8 @@ class Daemon:
         await pipeline.drain_outbox(self.rt, self.now())
 
     async def _housekeeping(self) -> None:
-        """Daily: forget history older than the retention (never a failing feed's), keep the file small."""
         assert self.rt is not None
-        now, retention = self.now(), self.rt.config.retention
-        items = self.rt.store.prune(now, retention)
-        history = self.rt.store.prune_history(now, retention)
-        log.info(
-            "housekeeping: forgot %d items, %d sent messages, %d feed events older than %s",
-            items,
-            history["outbox"],
-            history["feed_events"],
-            schedule.format_duration(retention),
-        )
+        pipeline.housekeeping(self.rt, self.now())
 
     # --- health --------------------------------------------------------------------------------------------
 
@@ -342,6 +338,13 @@ class Daemon:
                     "scheduler heartbeat stalled for %.0f s: not petting the watchdog",
                     time.monotonic() - self.heartbeat,
                 )
+
+    async def _retry_state(self) -> None:
+        """While the state cannot be written, record what could not be recorded as soon as it can: delivery
+        then resumes (nothing is sent in the meantime)."""
+        assert self.rt is not None
+        if self.rt.unrecorded and pipeline.record_unrecorded(self.rt, self.now()):
+            self.notifier.status(self._status_line())
 
     async def _watch_clocks(self) -> None:
         """Look at the clocks twice a second: a wall-clock step reschedules every job; a stalled loop is logged.
@@ -380,33 +383,14 @@ class Daemon:
             self.rt.metrics.state_writable.set(0)
         else:
             pipeline.state_writable(self.rt)
-        self.notifier.status(self.status_line())
+        self.notifier.status(self._status_line())
         self.rt.metrics.outbox_pending.set(len(self.rt.store.outbox(("pending", "sending"))))
-        for condition, count in health.census(self.feed_judgements()).items():
+        for condition, count in health.census(feed_judgements(self.rt.config, self.rt.store)).items():
             self.rt.metrics.feeds.labels(condition).set(count)
 
-    def feed_judgements(self) -> list[health.Judgement]:
-        """The condition of each configured feed."""
+    def _status_line(self) -> str:
         assert self.rt is not None
-        states = {state.url: state for state in self.rt.store.feeds()}
-        return [health.judge(states.get(feed.url)) for feed in self.rt.config.feeds]
-
-    def status_line(self) -> str:
-        """One line for ``systemctl status``: feeds ok/failing, pending mail, last delivery; and first of all,
-        a state that cannot be written."""
-        assert self.rt is not None
-        judgements = self.feed_judgements()
-        failing = sum(1 for verdict in judgements if verdict.in_trouble)
-        pending = len(self.rt.store.outbox(("pending", "sending")))
-        sent = self.rt.store.last_sent_at()
-        last = sent.astimezone().strftime("%Y-%m-%d %H:%M") if sent else "never"
-        line = (
-            f"{len(judgements) - failing}/{len(judgements)} feeds ok, {failing} failing; "
-            f"{pending} messages pending; last delivery {last}"
-        )
-        if self.rt.state_problem is not None:
-            return f"STATE NOT WRITABLE, delivery stopped: {self.rt.state_problem}; {line}"
-        return line
+        return status_line(self.rt.config, self.rt.store, self.rt.state_problem)
 
     async def _watch_files(self) -> None:
         """Reload when the config, the watchlist or an included file changed on disk and is stable again."""
@@ -433,7 +417,7 @@ class Daemon:
             self.watch = reloads.WatchState(stamps, stamps, None)  # not again until the files change
             self.rt.store.record_reload(False, str(exc), self.now())
             self.rt.metrics.reloaded(False)
-            self.notifier.ready(self.status_line())
+            self.notifier.ready(self._status_line())
             return False
         verdict = reloads.verdict(
             self.rt.config,
@@ -443,15 +427,17 @@ class Daemon:
             stable_for=reloads.stable_for(self.watch, time.monotonic()),
         )
         if not verdict.apply:
-            log.warning("reload (%s) not applied yet: %s", cause, verdict.reason)
-            self.notifier.ready(f"reload waiting: {verdict.reason}; {self.status_line()}")
+            if stamps != self.deferred:  # said once per version of the files, not at every look
+                log.warning("reload (%s) not applied yet: %s", cause, verdict.reason)
+                self.deferred = dict(stamps)
+            self.notifier.ready(f"reload waiting: {verdict.reason}; {self._status_line()}")
             return False
         self._apply(config, watchlist)
         loaded = file_stamps(watched_files(config))
         self.watch = reloads.WatchState(loaded, loaded, None)
         self.rt.store.record_reload(True, None, self.now())
         self.rt.metrics.reloaded(True)
-        self.notifier.ready(self.status_line())
+        self.notifier.ready(self._status_line())
         return True
 
     def _apply(self, config: Config, watchlist: Watchlist) -> None:

@@ -205,3 +205,26 @@ def format_status(status: Status, now: datetime) -> str:
             f"next {_when(sub.next_due_at)}"
         )
     return "\n".join(lines)
+
+
+def feed_judgements(config: Config, store: Store) -> list[health.Judgement]:
+    """The condition of each configured feed."""
+    states = {state.url: state for state in store.feeds()}
+    return [health.judge(states.get(feed.url)) for feed in config.feeds]
+
+
+def status_line(config: Config, store: Store, state_problem: str | None) -> str:
+    """One line for ``systemctl status``: feeds ok/failing, pending mail, last delivery; and first of all,
+    a state that cannot be written."""
+    judgements = feed_judgements(config, store)
+    failing = sum(1 for verdict in judgements if verdict.in_trouble)
+    pending = len(store.outbox(("pending", "sending")))
+    sent = store.last_sent_at()
+    last = sent.astimezone().strftime("%Y-%m-%d %H:%M") if sent else "never"
+    line = (
+        f"{len(judgements) - failing}/{len(judgements)} feeds ok, {failing} failing; "
+        f"{pending} messages pending; last delivery {last}"
+    )
+    if state_problem is not None:
+        return f"STATE NOT WRITABLE, delivery stopped: {state_problem}; {line}"
+    return line

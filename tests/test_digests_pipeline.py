@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -598,4 +599,37 @@ async def test_concurrent_drains_send_once(
 
     await asyncio.gather(pipeline.drain_outbox(rt, T0), pipeline.drain_outbox(rt, T0))
 
+    assert 1 == len(smtp_server.envelopes)
+
+
+async def test_a_send_that_cannot_be_recorded_is_never_sent_again_and_is_recorded_later(
+    tmp_path: Path, runtimes: list[pipeline.Runtime], smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server accepts; recording it fails (a full disk): later drains send nothing until it is recorded."""
+    full = tmp_path / "full"
+    monkeypatch.setenv("ALERTD_FAILPOINT", "state_full")
+    monkeypatch.setenv("ALERTD_STATE_FULL_FLAG", str(full))
+    original = smtp_server.handler.handle_DATA
+
+    async def fill(server: Any, session: Any, envelope: Any) -> str:
+        full.touch()
+        return await original(server, session, envelope)
+
+    smtp_server.handler.handle_DATA = fill  # type: ignore[method-assign]
+    rt = smtp_runtime(tmp_path, smtp_server)
+    runtimes.append(rt)
+
+    first = await pipeline.drain_outbox(rt, T0)
+    later = [await pipeline.drain_outbox(rt, T0 + timedelta(minutes=m)) for m in (1, 2, 60)]
+
+    assert ["sent"] == [a.status for a in first]
+    assert [[], [], []] == later
+    assert 1 == len(smtp_server.envelopes)
+    assert rt.state_problem is not None and "cannot be written" in rt.state_problem
+    full.unlink()
+    assert [] == await pipeline.drain_outbox(rt, T0 + timedelta(hours=2))
+    assert (None, []) == (rt.state_problem, rt.unrecorded)
+    assert [("sent", 1)] == [
+        (m.status, m.attempts) for m in rt.store.outbox(("pending", "sending", "sent", "failed"))
+    ]
     assert 1 == len(smtp_server.envelopes)

@@ -445,3 +445,33 @@ def test_job_time(next_poll_at: datetime | None, after_poll: bool, low: timedelt
     )
     assert when is not None
     assert low <= when - NOW <= high
+
+
+def test_six_fresh_stories_at_once_all_alert_even_right_after_an_unchanged_poll() -> None:
+    """A small feed posts six stories at once: a flood by count, but news by date (published minutes ago,
+    after the feed's last news an hour ago); the byte-identical poll a minute earlier changes nothing."""
+    state = replace(
+        SEEDED,
+        last_success_at=NOW - timedelta(minutes=1),
+        last_new_at=NOW - timedelta(hours=1),
+        consecutive_failures=0,
+    )
+    fresh = items(6, published=NOW - timedelta(minutes=4), prefix="fresh")
+    intent = decide(
+        state,
+        None,
+        body_hash="new",
+        identified=Identified(total=10, new_items=fresh, seen_keys=("a", "b", "c", "d")),
+    )
+    assert 6 == len(intent.alertable)
+    assert intent.write is not None and NOW == intent.write.feed.last_new_at
+
+
+def test_a_flood_of_old_items_is_still_cut_at_the_last_news() -> None:
+    state = replace(SEEDED, last_new_at=NOW - timedelta(hours=3))
+    old = items(25, published=NOW - timedelta(hours=5), prefix="old")
+    recent = items(2, published=NOW - timedelta(hours=2), prefix="recent")
+    intent = decide(
+        state, None, body_hash="new", identified=Identified(total=27, new_items=old + recent, seen_keys=())
+    )
+    assert {"recent0", "recent1"} == {item.key for item in intent.alertable}

@@ -24,6 +24,23 @@ _UNDELIVERED_AT_ALL = (
 )
 
 
+_ALERTABLE = f"m.alert = 1 AND {_UNDELIVERED_AT_ALL}"
+"""A match recorded as news, that reached the subscriber neither in an alert nor in a digest."""
+
+
+def _pending(
+    topics: Sequence[str], since: datetime, email: str, undelivered: str
+) -> tuple[str, tuple[str, ...]]:
+    """The WHERE clause (constants and "?" marks only) and its values: matches of ``topics`` made since
+    ``since`` that are ``undelivered`` to ``email``."""
+    marks = ",".join("?" * len(topics))
+    return f"WHERE m.topic_id IN ({marks}) AND m.matched_at >= ? AND {undelivered}", (
+        *topics,
+        iso(since),
+        email,
+    )
+
+
 class DigestTables(Database):
     """Subscribers, what is pending for them, and what reached them."""
 
@@ -52,12 +69,9 @@ class DigestTables(Database):
         """
         if not topics:
             return []
-        marks = ",".join("?" * len(topics))
+        where, values = _pending(topics, since, email, _UNDELIVERED_DIGEST)
         rows = self._db.execute(
-            f"SELECT {MATCHED_COLUMNS} {MATCHED_FROM}"
-            f" WHERE m.topic_id IN ({marks}) AND m.matched_at >= ? AND {_UNDELIVERED_DIGEST}"
-            " ORDER BY i.first_seen, i.key",
-            (*topics, iso(since), email),
+            f"SELECT {MATCHED_COLUMNS} {MATCHED_FROM} {where} ORDER BY i.first_seen, i.key", values
         ).fetchall()
         return [matched_from_row(row) for row in rows]
 
@@ -65,12 +79,8 @@ class DigestTables(Database):
         """Whether :meth:`pending_matches` would return anything (without reading the matches)."""
         if not topics:
             return False
-        marks = ",".join("?" * len(topics))
-        row = self._db.execute(
-            f"SELECT 1 {MATCHED_FROM}"
-            f" WHERE m.topic_id IN ({marks}) AND m.matched_at >= ? AND {_UNDELIVERED_DIGEST} LIMIT 1",
-            (*topics, iso(since), email),
-        ).fetchone()
+        where, values = _pending(topics, since, email, _UNDELIVERED_DIGEST)
+        row = self._db.execute(f"SELECT 1 {MATCHED_FROM} {where} LIMIT 1", values).fetchone()
         return row is not None
 
     def pending_alerts(
@@ -84,12 +94,10 @@ class DigestTables(Database):
         """
         if not topics:
             return []
-        marks = ",".join("?" * len(topics))
+        where, values = _pending(topics, since, email, _ALERTABLE)
         rows = self._db.execute(
-            f"SELECT {MATCHED_COLUMNS}, m.matched_at {MATCHED_FROM}"
-            f" WHERE m.topic_id IN ({marks}) AND m.matched_at >= ? AND m.alert = 1 AND {_UNDELIVERED_AT_ALL}"
-            " ORDER BY m.matched_at, i.key",
-            (*topics, iso(since), email),
+            f"SELECT {MATCHED_COLUMNS}, m.matched_at {MATCHED_FROM} {where} ORDER BY m.matched_at, i.key",
+            values,
         ).fetchall()
         return [(matched_from_row(row[:14]), datetime.fromisoformat(str(row[14]))) for row in rows]
 
@@ -97,12 +105,8 @@ class DigestTables(Database):
         """When the oldest of :meth:`pending_alerts` was matched; None when there is none."""
         if not topics:
             return None
-        marks = ",".join("?" * len(topics))
-        row = self._db.execute(
-            f"SELECT MIN(m.matched_at) {MATCHED_FROM}"
-            f" WHERE m.topic_id IN ({marks}) AND m.matched_at >= ? AND m.alert = 1 AND {_UNDELIVERED_AT_ALL}",
-            (*topics, iso(since), email),
-        ).fetchone()
+        where, values = _pending(topics, since, email, _ALERTABLE)
+        row = self._db.execute(f"SELECT MIN(m.matched_at) {MATCHED_FROM} {where}", values).fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
 
     def alerted(self, email: str, matched: Sequence[MatchedItem]) -> set[tuple[str, str]]:
