@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from alertd.errors import StoreError
+from alertd.errors import StateWriteError, StoreError
 from alertd.models import Item, Match, Span
 from alertd.store import MIGRATIONS, Store
 from tests.storage import (
@@ -159,3 +159,21 @@ def test_readonly_open_does_not_create_anything(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         Store.open(tmp_path / "absent.sqlite3", readonly=True)
     assert not (tmp_path / "absent.sqlite3").exists()
+
+
+def test_a_poll_that_cannot_be_written_changes_nothing(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    poll(store, [item("1")])
+    full = tmp_path / "full"
+    full.touch()
+    monkeypatch.setenv("ALERTD_FAILPOINT", "state_full")
+    monkeypatch.setenv("ALERTD_STATE_FULL_FLAG", str(full))
+    before = store.counts()
+    with pytest.raises(StateWriteError, match="cannot be written"):
+        poll(store, [item("2"), item("3")])
+    assert before == store.counts()
+    assert {"1"} == store.known_keys(["1", "2", "3"])
+    full.unlink()
+    poll(store, [item("2")])
+    assert {"1", "2"} == store.known_keys(["1", "2", "3"])
