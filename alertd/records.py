@@ -76,9 +76,12 @@ class FeedEvent:
 
     feed_url: str
     feed_name: str
+    """The feed's name when the event is read (its URL if the store no longer knows the feed)."""
     at: datetime
+    """When the poll that saw it ran."""
     kind: FeedEventKind
     message: str
+    """What happened, in English (digests say it in the reader's language from ``kind``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +136,13 @@ class DaemonState:
     pid: int | None = None
     started_at: datetime | None = None
     heartbeat_at: datetime | None = None
+    """Written every 30 s while the daemon runs and can write its state."""
     stopped_at: datetime | None = None
+    """Set by a clean stop; None after a crash (the state lock tells whether it still runs)."""
     config_path: str | None = None
     reload_at: datetime | None = None
     reload_ok: bool = True
+    """False when the last reload failed and the previous configuration is still running."""
     reload_error: str | None = None
 
 

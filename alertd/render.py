@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 import alertd
+from alertd.config import default
 from alertd.errors import ConfigError
 from alertd.mailaddr import parse_address
 from alertd.models import Digest, FeedHealth, MessageLanguage, Span, Story, TopicSection
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 #: subscriber's time zone. Month names come from :data:`STRINGS`, never from the process locale.
 DATETIME_FORMAT = "%d/%m/%Y %H:%M"
 LANGUAGES: tuple[MessageLanguage, ...] = ("fr", "en")
+DEFAULT_LANGUAGE: str = default("subscriber", "language")
+"""For templates that do not say (the option table's default)."""
 #: Every fixed string of the default templates, per language; templates get the reader's as ``t``.
 STRINGS: dict[str, dict[str, str]] = {
     "fr": {
@@ -274,7 +277,7 @@ def http_link(url: str | None) -> str | None:
     return url if parts.scheme.lower() in {"http", "https"} and parts.netloc else None
 
 
-def local_time(moment: datetime | None, tz_name: str, language: str = "fr") -> str:
+def local_time(moment: datetime | None, tz_name: str, language: str = DEFAULT_LANGUAGE) -> str:
     """``moment`` in the time zone ``tz_name``, in the reader's ``language``; naive means UTC.
 
     French: ``26/11/2026 07:03`` (:data:`DATETIME_FORMAT`); English: ``26 Nov 2026, 07:03``.

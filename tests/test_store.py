@@ -177,3 +177,49 @@ def test_a_poll_that_cannot_be_written_changes_nothing(
     full.unlink()
     poll(store, [item("2")])
     assert {"1", "2"} == store.known_keys(["1", "2", "3"])
+
+
+def test_a_database_of_an_older_alertd_migrates_keeping_its_mail_and_its_rules(tmp_path: Path) -> None:
+    """A version-4 database (before claims and the alert flag) with a queued message and two matches."""
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA foreign_keys=ON")
+    for migration in MIGRATIONS[:4]:
+        db.executescript(migration)
+    db.execute("PRAGMA user_version = 4")
+    t, later = "2026-11-20T08:00:00.000000+00:00", "2026-11-21T08:00:00.000000+00:00"
+    db.execute("INSERT INTO feeds (url, name) VALUES ('https://f.test/a', 'A')")
+    for key, matched_at in (("polled", t), ("replayed", later)):
+        db.execute(
+            "INSERT INTO items (key, feed_url, story_key, title, summary_text, summary_html, first_seen, last_seen)"
+            " VALUES (?, 'https://f.test/a', ?, 'Alibaba', '', '', ?, ?)",
+            (key, key, t, t),
+        )
+        db.execute(
+            "INSERT INTO matches (item_key, topic_id, terms, spans, score, matched_at) VALUES (?, 't', '[]', '[]', 1, ?)",
+            (key, matched_at),
+        )
+    db.execute(
+        "INSERT INTO outbox (message_id, subscriber, created_at, next_attempt_at, message, attempts, last_error)"
+        " VALUES ('<m@alertd>', 'a@example.org', ?, ?, x'00', 1, '451 later')",
+        (t, later),
+    )
+    db.execute(
+        "INSERT INTO deliveries (subscriber, item_key, topic_id, story_key, outbox_id) VALUES ('a@example.org', 'polled', 't', 'polled', 1)"
+    )
+    db.commit()
+    db.close()
+
+    with Store.open(path) as store:
+        assert "ok" == store.integrity_check()
+        (message,) = store.outbox(("pending", "sending", "sent", "failed"))
+        assert ("pending", 1, "451 later", None) == (
+            message.status,
+            message.attempts,
+            message.last_error,
+            message.claimed_by,
+        )
+        rows = store._db.execute("SELECT item_key, alert FROM matches ORDER BY item_key").fetchall()
+        assert [("polled", 1), ("replayed", 0)] == [tuple(row) for row in rows]
+        assert [] == store._db.execute("PRAGMA foreign_key_check").fetchall()
+        assert datetime.fromisoformat(t) == store.feed_state("https://f.test/a", "A").last_new_at

@@ -287,16 +287,22 @@ class Database:
                 f"{self.path}: database schema version {version} is newer than this alertd "
                 f"({len(MIGRATIONS)}); upgrade alertd"
             )
-        for number in range(version, len(MIGRATIONS)):
-            with self.transaction() as db:
-                # Rebuilding a table that others reference (migration 6) drops it first: foreign keys are
-                # checked at COMMIT, when the new table holds the same ids again.
-                db.execute("PRAGMA defer_foreign_keys = ON")
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                failpoint("mid_migration")
-                db.execute(f"PRAGMA user_version = {number + 1}")
+        # Rebuilding a table that others reference (migration 6) drops it first: foreign keys are off while a
+        # migration runs (the pragma only takes effect outside a transaction), and checked before it commits.
+        self._db.execute("PRAGMA foreign_keys=OFF")
+        try:
+            for number in range(version, len(MIGRATIONS)):
+                with self.transaction() as db:
+                    for statement in MIGRATIONS[number].split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    broken = db.execute("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise StoreError(f"{self.path}: migration {number + 1} broke references: {broken[:5]}")
+                    failpoint("mid_migration")
+                    db.execute(f"PRAGMA user_version = {number + 1}")
+        finally:
+            self._db.execute("PRAGMA foreign_keys=ON")
 
     def integrity_check(self) -> str:
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
