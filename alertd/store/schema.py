@@ -298,7 +298,9 @@ class Database:
                             db.execute(statement)
                     broken = db.execute("PRAGMA foreign_key_check").fetchall()
                     if broken:
-                        raise StoreError(f"{self.path}: migration {number + 1} broke references: {broken[:5]}")
+                        raise StoreError(
+                            f"{self.path}: migration {number + 1} broke references: {broken[:5]}"
+                        )
                     failpoint("mid_migration")
                     db.execute(f"PRAGMA user_version = {number + 1}")
         finally:
