@@ -1,6 +1,7 @@
 """The ``alertd`` command: parse arguments, hand them to a command (:mod:`alertd.commands`), exit with a meaning.
 
-Exit status: 0 ok, 1 runtime failure (a feed or a delivery failed), 2 usage, 78 configuration error.
+Exit status: 0 ok, 1 runtime failure (a feed or a delivery failed), 2 usage, 78 configuration error, 141 when the
+reader of the output went away (``alertd match ... | head``), as for a shell tool killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from alertd import __version__
-from alertd.commands import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
+from alertd.commands import EXIT_BROKEN_PIPE, EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
 from alertd.commands.daemon import cmd_flush, cmd_run, cmd_status
 from alertd.commands.feeds import cmd_feeds, cmd_feeds_export, cmd_feeds_import
 from alertd.commands.mail import cmd_outbox, cmd_preview, cmd_test_email
@@ -28,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format, os.environ)
     try:
         result: int = args.handler(args)
+        sys.stdout.flush()  # here, where a reader that went away can still be told apart from a failure
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
@@ -37,6 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_FAILURE
     return result
+
+
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's final flush of what is still buffered for a
+    reader that went away does not raise a second time (the recipe of the ``signal`` module's documentation)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _build_parser() -> argparse.ArgumentParser:

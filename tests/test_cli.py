@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.processes import alertd
+from tests.processes import alertd, environment
 from tests.storage import add_feed, record_poll, register
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +68,35 @@ def test_match_reads_a_file_too(config: Path, tmp_path: Path) -> None:
     result = alertd("match", "-c", str(config), "--input", str(source))
     assert 0 == result.returncode
     assert ["french-exports"] == [t["id"] for t in json.loads(result.stdout)["topics"]]
+
+
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("read_lines", [0, 1], ids=["reader-gone-at-once", "reader-takes-one-line"])
+def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(
+    config: Path, tmp_path: Path, buffered: bool, read_lines: int
+) -> None:
+    """`alertd match ... | head`: no traceback, no "Exception ignored", the status of a tool killed by SIGPIPE."""
+    source = tmp_path / "items.jsonl"
+    source.write_text(
+        "".join(
+            json.dumps({"id": n, "title": f"Alibaba et Temu, épisode {n}"}) + "\n" for n in range(20_000)
+        ),
+        encoding="utf-8",
+    )
+    env = environment({"PYTHONUNBUFFERED": "" if buffered else "1"})
+    with subprocess.Popen(
+        [sys.executable, "-m", "alertd", "match", "-c", str(config), "--input", str(source)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        lines = [process.stdout.readline() for _ in range(read_lines)]
+        process.stdout.close()
+        stderr = process.stderr.read()
+        assert 141 == process.wait(timeout=60)
+    assert b"" == stderr
+    assert all(line.startswith(b'{"id": 0') for line in lines)
 
 
 def test_match_refuses_a_line_without_an_id(config: Path) -> None:

@@ -16,6 +16,7 @@ from alertd.watchlist import Watchlist
 UTC = timezone.utc  # datetime.UTC is Python 3.11+
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE: the reader of standard output went away
 
 
 def config_path(args: argparse.Namespace) -> Path:
