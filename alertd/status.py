@@ -48,6 +48,8 @@ class Status:
     """Set while SMTP delivery is paused on a configuration error: ``since`` and ``reason``."""
     state_rows: dict[str, int] = field(default_factory=dict)
     """Rows per table of the state database (items, matches, outbox...)."""
+    busy: str | None = None
+    """When no daemon runs but another alertd holds the state (``run --once``): what it is and its pid."""
 
     def as_json(self) -> dict[str, Any]:
         def convert(value: Any) -> Any:
@@ -63,19 +65,22 @@ class Status:
         return result
 
 
-def _running(config: Config, daemon: DaemonState, now: datetime) -> tuple[bool, int | None]:
-    """Whether a daemon runs on this state, and its pid: from the state lock, which the kernel releases when
-    the process dies however it dies. Where this user may not open the lock file (another user's service),
-    from the heartbeat the daemon writes every 30 s."""
+def _running(config: Config, daemon: DaemonState, now: datetime) -> tuple[bool, int | None, str | None]:
+    """Whether a daemon runs on this state, its pid, and what else holds the state when no daemon does
+    (``run --once``): from the state lock, which the kernel releases when the process dies however it dies.
+    Where this user may not open the lock file (another user's service), from the heartbeat the daemon writes
+    every 30 s."""
     try:
         found = holder(config.state_path)
     except PermissionError:
         if daemon.stopped_at is not None or daemon.heartbeat_at is None:
-            return False, daemon.pid
-        return now - daemon.heartbeat_at < STALE_HEARTBEAT, daemon.pid
-    if found is None or found.purpose != "daemon":
-        return False, None
-    return True, found.pid
+            return False, daemon.pid, None
+        return now - daemon.heartbeat_at < STALE_HEARTBEAT, daemon.pid, None
+    if found is None:
+        return False, None, None
+    if found.purpose != "daemon":
+        return False, None, f"{found.purpose} (pid {found.pid})" if found.pid else found.purpose
+    return True, found.pid, None
 
 
 def collect_status(config: Config, watchlist: Watchlist | None, store: Store, now: datetime) -> Status:
@@ -85,7 +90,7 @@ def collect_status(config: Config, watchlist: Watchlist | None, store: Store, no
     (the next digest is then its scheduled time alone).
     """
     daemon = store.daemon_state()
-    running, pid = _running(config, daemon, now)
+    running, pid, busy = _running(config, daemon, now)
     configured = {feed.url: feed for feed in config.feeds}
     states = [state for state in store.feeds() if state.url in configured]
     feeds = sorted(
@@ -123,6 +128,7 @@ def collect_status(config: Config, watchlist: Watchlist | None, store: Store, no
         subscribers=subscribers,
         delivery_paused=_pause_json(store),
         state_rows=store.counts(),
+        busy=busy,
     )
 
 
@@ -166,6 +172,8 @@ def format_status(status: Status, now: datetime) -> str:
             )
     else:
         lines.append(f"daemon:      not running (last started {_when(status.started_at)})")
+        if status.busy:
+            lines.append(f"             but `alertd {status.busy}` is using the state now")
     if status.reload_ok:
         lines.append(f"config:      loaded OK ({_when(status.reload_at)})")
     else:

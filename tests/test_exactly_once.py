@@ -18,6 +18,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -30,7 +31,7 @@ from typing import Any
 import pytest
 
 from tests.feedserver import FeedServer, make_rss
-from tests.processes import alertd, spawn_daemon, wait_for
+from tests.processes import alertd, environment, spawn_daemon, wait_for
 from tests.smtpserver import SmtpServer
 
 WATCHLIST = '[[topic]]\nid = "chinese-ecommerce"\nname = "E-commerce chinois"\nany = ["Alibaba", "Temu"]\n'
@@ -157,6 +158,30 @@ def test_a_second_alertd_on_the_same_state_exits_at_once_naming_the_first(
     finally:
         daemon.kill()
         daemon.wait(timeout=30)
+
+
+def test_status_names_a_run_once_that_holds_the_state(tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.route("/feed.xml", make_rss([]))
+    gate = feed_server.hold("/feed.xml")
+    config = write_config(tmp_path, feed_server.url("/feed.xml"))
+    with subprocess.Popen(
+        [sys.executable, "-m", "alertd", "run", "--once", "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=environment(),
+    ) as once:
+        try:
+            assert wait_for(lambda: 1 == feed_server.hits("/feed.xml")), "run --once is polling"
+            status = status_of(config)
+            assert {"running": False, "busy": f"run --once (pid {once.pid})"} == {
+                k: status[k] for k in ("running", "busy")
+            }
+            text = alertd("status", "-c", str(config)).stdout
+            assert f"but `alertd run --once (pid {once.pid})` is using the state now" in text
+        finally:
+            gate.set()
+        assert 0 == once.wait(timeout=60)
+    assert None is status_of(config)["busy"]
 
 
 # --- flush beside the daemon (row 38) ------------------------------------------------------------------------
