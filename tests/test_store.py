@@ -223,3 +223,25 @@ def test_a_database_of_an_older_alertd_migrates_keeping_its_mail_and_its_rules(t
         assert [("polled", 1), ("replayed", 0)] == [tuple(row) for row in rows]
         assert [] == store._db.execute("PRAGMA foreign_key_check").fetchall()
         assert datetime.fromisoformat(t) == store.feed_state("https://f.test/a", "A").last_new_at
+
+
+def test_a_digest_built_beside_another_process_that_queued_the_same_matches_is_not_queued(
+    tmp_path: Path,
+) -> None:
+    """`alertd flush` and the daemon read the same pending matches; whichever queues second queues nothing."""
+    path = tmp_path / "state.sqlite3"
+    with Store.open(path) as daemon, Store.open(path) as flush:
+        register(daemon, "r@example.org", NOW)
+        add_feed(daemon, "https://feeds.test/a.xml", "A")
+        story = item("a1")
+        record_poll(
+            daemon, story.feed_url, None, None, "h", [story], [], [("a1", Match("t", ("x",)))], None, NOW
+        )
+        read_by_daemon = daemon.pending_matches("r@example.org", ["t"], NOW - timedelta(days=1))
+        read_by_flush = flush.pending_matches("r@example.org", ["t"], NOW - timedelta(days=1))
+        assert ["a1"] == [m.item.key for m in read_by_daemon] == [m.item.key for m in read_by_flush]
+        first = flush.enqueue_digest("r@example.org", "<by-flush@alertd>", b"m", read_by_flush, NOW)
+        second = daemon.enqueue_digest("r@example.org", "<by-daemon@alertd>", b"m", read_by_daemon, NOW)
+        assert first is not None
+        assert second is None
+        assert ["<by-flush@alertd>"] == [m.message_id for m in daemon.outbox(("pending",))]

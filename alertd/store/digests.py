@@ -136,8 +136,8 @@ class DigestTables(Database):
 
         Returns the outbox id, or None when a message with this Message-ID is already queued (a retried
         build after a crash produces the same id and must not queue twice), or when another process (a
-        ``flush`` beside the daemon) queued one of these matches since they were read: they went out with it. A digest serves the subscriber's
-        schedule (``last_digest_at`` becomes ``now``); an alert does not.
+        ``flush`` beside the daemon) queued one of these matches since they were read: they went out with
+        it. A digest serves the subscriber's schedule (``last_digest_at`` becomes ``now``); an alert does not.
         """
         with self.transaction() as db:
             for m in included:  # another process queued a message carrying one of these since they were read
