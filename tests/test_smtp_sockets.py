@@ -246,7 +246,9 @@ def answer_451_to_every_other_message(server: SmtpServer) -> list[str]:
 
 def daemon_config(tmp_path: Path, feeds: list[str], smtp_port: int) -> Path:
     (tmp_path / "watchlist.toml").write_text(DAEMON_WATCHLIST, encoding="utf-8")
-    lines = ['[poll]\nfirst_poll = "alert"\ninterval = "1h"\n']
+    # Feed b's request is held until round one is over, which takes longer than the default 30 s fetch deadline
+    # on a loaded machine (a poll that times out is retried only in an hour): the deadline outlasts the waits.
+    lines = ['[poll]\nfirst_poll = "alert"\ninterval = "1h"\ntimeout = "10m"\n']
     lines += [f'[[feed]]\nname = "feed {i}"\nurl = "{url}"\n' for i, url in enumerate(feeds)]
     lines += [
         f'[[subscriber]]\nemail = "reader{i:03}@example.org"\nschedule = "immediate"\n'
