@@ -11,9 +11,11 @@ reproduces what :func:`alertd.parse.parse_feed` gets from feedparser, and refuse
   to feedparser), an element not in the allow-lists below, a child element inside a text field, a repeated
   field in an item (a repeated identical ``pubDate`` excepted), an item with both ``description`` and
   ``content:encoded``, a ``guid`` or ``link`` that is not an absolute http(s) URL;
-- the text: a title with markup or an entity-like ``&`` (feedparser would sanitise it as HTML), a date that is
-  not strict RFC 822 with GMT/UT/Z or a numeric offset, an author longer than 256 characters (feedparser's
-  e-mail regex is the ReDoS of RELIABILITY F11: such feeds keep going through the worker's time limit).
+- the text: a title with markup or an entity-like ``&`` (feedparser would sanitise it as HTML), a summary with
+  an entity reference feedparser's sanitiser rewrites to mean something else (see :func:`_entities_kept`), a
+  date that is not strict RFC 822 with GMT/UT/Z or a numeric offset (see :func:`_rfc822_utc` for the years), an
+  author longer than 256 characters (feedparser's e-mail regex is the ReDoS of RELIABILITY F11: such feeds keep
+  going through the worker's time limit).
 
 Equivalence (tests/test_fastparse.py): every field equals feedparser's, except ``summary_html``: feedparser
 sanitises HTML with its own sanitiser, this path keeps the feed's HTML as it is (``Entry.summary_html`` is
@@ -31,8 +33,8 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import replace
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta, timezone
+from html.entities import html5, name2codepoint
 from typing import Any, NoReturn
 from xml.parsers import expat
 
@@ -98,10 +100,22 @@ _SUMMARY_TAGS = frozenset(
     }
     | {"pre", "code", "small", "sup", "sub"}
 )
+_MONTHS = {"Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "Jun": 6}
+_MONTHS.update({"Jul": 7, "Aug": 8, "Sep": 9, "Oct": 10, "Nov": 11, "Dec": 12})
 _RFC822 = re.compile(
-    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?\d{1,2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
-    r"\d{4} \d{2}:\d{2}:\d{2} (?:GMT|UT|UTC|Z|[+-]\d{4})"
+    rf"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?(\d{{1,2}}) ({'|'.join(_MONTHS)}) "
+    r"(\d{1,4}) (\d{2}):(\d{2}):(\d{2}) (?:GMT|UT|UTC|Z|([+-])(\d{2})(\d{2}))"
 )
+_ENTITY_REF = re.compile(r"&([A-Za-z][-.A-Za-z0-9]*)(?=([^A-Za-z0-9]))")
+"""An entity reference as feedparser's HTML processor reads it (sgmllib's ``entityref``): a name, then any
+character but a letter or a digit, its terminator (a ``;`` is consumed, any other is not); a name running to
+the end of the text is not a reference. The look-ahead keeps a ``&`` that ends one name for the next match."""
+_HTML4_NAMES = frozenset(name2codepoint) | {"apos"}
+"""The names feedparser keeps as ``&name;``; any other becomes ``&amp;name``."""
+_LEGACY_NAMES = frozenset(name for name in html5 if not name.endswith(";"))
+"""The 106 names html.unescape (so :func:`~alertd.text.html_to_text`) also decodes without ``;``."""
+_LEGACY_HTML4 = _LEGACY_NAMES & _HTML4_NAMES
+_LEGACY_PREFIX = re.compile("|".join(sorted(_LEGACY_NAMES, key=len, reverse=True)))
 _XML_MEDIA = frozenset({"application/rss+xml", "application/atom+xml", "application/xml"})
 
 _CHANNEL_FIELDS = frozenset({"title", "link", "ttl"})
@@ -375,15 +389,65 @@ class _Builder:
             tag.lower() not in _SUMMARY_TAGS for tag in _TAG.findall(text)
         ):
             raise _Refused("summary with comments, declarations or stray '<'")
+        if "&" in text and not _entities_kept(text):
+            raise _Refused("summary with an entity reference feedparser rewrites")
         return text
 
     def _published(self, item: dict[str, tuple[str, dict[str, str]]]) -> datetime | None:
         if "pubDate" not in item:
             return None
-        value = _pop_text(item["pubDate"][0])
-        if not _RFC822.fullmatch(value):
-            raise _Refused("unusual date")
-        moment = parsedate_to_datetime(value)
-        if moment.tzinfo is None:
-            raise _Refused("date without zone")
-        return moment.astimezone(timezone.utc)
+        return _rfc822_utc(_pop_text(item["pubDate"][0]))
+
+
+def _rfc822_utc(value: str) -> datetime:
+    """The UTC time of a strict RFC 822 date, read as feedparser's ``_parse_date_rfc822`` reads it; raise on
+    anything else (a date outside ``_RFC822``, year 0, a day or time out of range, a time before year 1 in UTC:
+    feedparser's other date readers may still make something of those, so they are left to it).
+
+    Years are feedparser's, not email.utils': a year of one or two digits is 20xx below 90 and 19xx from 90
+    ("1" is 2001, "89" 2089, "99" 1999); three or four digits are the year as written ("0001" is year 1, "0050"
+    year 50). email.utils read every year below 100 as two digits, so "0050" became 2050: an item dated in the
+    year 50 looked brand new. The offset is subtracted as feedparser does, whatever its size.
+    """
+    match = _RFC822.fullmatch(value)
+    if match is None:
+        raise _Refused("unusual date")
+    day, month, year, hour, minute, second, sign, offset_hours, offset_minutes = match.groups()
+    number = int(year)
+    if len(year) <= 2:
+        number += 2000 if number < 90 else 1900
+    moment = datetime(
+        number, _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=timezone.utc
+    )
+    if sign is None:
+        return moment
+    offset = timedelta(hours=int(offset_hours), minutes=int(offset_minutes))
+    return moment - offset if sign == "+" else moment + offset
+
+
+def _entities_kept(html: str) -> bool:
+    """Whether every entity reference in ``html`` means to html_to_text what it means after feedparser's sanitiser.
+
+    feedparser's HTML processor (run twice: relative URIs, then sanitising) rewrites each reference
+    ``&name`` + terminator as ``&name;`` when ``name`` is an HTML 4 name (or apos), else as ``&amp;name``, the
+    ``;`` after an unknown name lost (``&param=2`` becomes ``&amp;param=2``, ``&foo;`` ``&amp;foo``, ``&para=2``
+    ``&para;=2``). Character references keep their meaning, and a name at the very end is left as written.
+    html.unescape, in html_to_text, decodes HTML 5 names with ``;`` and, without, the longest legacy name the
+    text starts with (``&param`` is ``¶m``). Both read the same when:
+
+    - the terminator is ``;``: ``name`` is an HTML 4 name (decoded both ways);
+    - another terminator: ``name`` is an HTML 4 legacy name (decoded both ways), or neither an HTML 4 name nor
+      started by a legacy name (``&foo=1``, ``R&D``: literal both ways).
+
+    Anything else (``&param=2``, ``&hellip x``, ``&notin x``, ``&AMP x``, ``&foo;``, ``&check;``) is refused:
+    feedparser's reading is reproducible, but such documents are rare and refusing needs no second copy of its
+    rewriting rules. Attributes are scanned as well: they never reach html_to_text, so this only costs the odd
+    refusal of a harmless document, never a misreading.
+    """
+    for name, terminator in _ENTITY_REF.findall(html):
+        if terminator == ";":
+            if name not in _HTML4_NAMES:
+                return False
+        elif name not in _LEGACY_HTML4 and (name in _HTML4_NAMES or _LEGACY_PREFIX.match(name)):
+            return False
+    return True

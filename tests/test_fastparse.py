@@ -10,6 +10,7 @@ import io
 import json
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,129 @@ def test_fast_path_refuses_other_content_types(content_type: str) -> None:
     assert fast_path(RSS_OK, headers, URL) is None
 
 
+# --- entity references and years: feedparser's reading, not html.unescape's or email.utils' ------------------
+
+LEGACY = ["para", "reg", "curren", "sect", "times", "not", "copy", "amp", "lt"]
+"""HTML 4 names html.unescape also decodes without ``;`` (``&param`` is ``¶m`` to it)."""
+DECODED = {"para": "¶", "reg": "®", "curren": "¤", "sect": "§", "times": "×", "not": "¬", "copy": "©"}
+DECODED |= {"amp": "&", "lt": "<"}
+
+
+def one_item(**fields: str) -> bytes:
+    return make_rss([{"link": "https://x.test/1", "guid": "https://x.test/1", **fields}])
+
+
+def served(body: bytes) -> ParsedFeed:
+    """What the production entry point gives (the fast path when it accepts), after checking equivalence."""
+    check(body)
+    feed = parse.parse_feed(body, XML, URL)
+    slow = feedparser_path(body, XML, URL)
+    assert isinstance(slow, ParsedFeed), slow
+    assert comparable(feed) == comparable(slow)
+    return feed
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(f"?id=1&{name}m=2", f"?id=1&{name}m=2") for name in LEGACY]
+    + [
+        ("&foo; x", "&foo x"),  # an unknown name: feedparser drops the ';'
+        ("&check; x", "&check x"),  # an HTML 5 name is unknown to feedparser
+        ("&hellip x", "… x"),  # an HTML 4 name without ';': decoded by feedparser, not by html.unescape
+        ("&notin x", "∉ x"),  # ... and not read as &not + "in"
+        ("&AMP x", "&AMP x"),  # a legacy HTML 5 name unknown to feedparser
+        ("&para.x y", "&para.x y"),  # '.' and '-' belong to the name for feedparser
+        ("<p>a&param=2</p>", "a&param=2"),
+    ],
+)
+def test_summary_references_read_as_feedparser_reads_them(text: str, expected: str) -> None:
+    """feedparser's sanitiser reads ``&name`` + any non-alphanumeric character as a reference and rewrites it;
+    html.unescape decodes a legacy name as a prefix (``&param=2`` read ``¶m=2`` on the fast path)."""
+    feed = served(one_item(description=text))
+    assert html_to_text(feed.entries[0].summary_html) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(f"a &{name} b", f"a {DECODED[name]} b") for name in LEGACY]
+    + [(f"a &{name};b", f"a {DECODED[name]}b") for name in LEGACY]
+    + [(f"?a&{name}=2", f"?a{DECODED[name]}=2") for name in LEGACY]
+    + [
+        ("?id=1&foo=1", "?id=1&foo=1"),
+        ("R&D, AT&T", "R&D, AT&T"),
+        ("<b>&para</b>&copy<br>", "¶©"),
+        ("the end &paramount", "the end ¶mount"),  # a name at the very end is left as written
+        ("&#233 &#233; &#x41 &#X41; &#150;", "é é A A –"),
+    ],
+)
+def test_summary_references_read_alike_stay_on_the_fast_path(text: str, expected: str) -> None:
+    """References both readers decode, or both leave literal, do not cost the fast path."""
+    body = one_item(description=text)
+    assert check(body)
+    assert html_to_text(served(body).entries[0].summary_html) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(f"?id=1&{name}m=2", f"?id=1{DECODED[name]}m=2") for name in LEGACY]
+    + [("?id=1&foo=1", "?id=1&foo=1"), ("&foo; x", "&foo; x"), ("&para=1 &amp;", "¶=1 &")],
+)
+def test_titles_with_references_go_to_feedparser(text: str, expected: str) -> None:
+    """A title is plain text to feedparser unless it looks like HTML (then it is sanitised): the fast path leaves
+    every entity-like title to it."""
+    body = one_item(title=text, description="d")
+    assert fast_path(body, XML, URL) is None
+    assert served(body).entries[0].title == expected
+
+
+def utc(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("date", "expected"),
+    [
+        ("Mon, 01 Jan 0001 10:00:00 GMT", utc(1, 1, 1, 10)),
+        ("Mon, 01 Jan 0050 10:00:00 GMT", utc(50, 1, 1, 10)),
+        ("Mon, 01 Jan 0099 10:00:00 +0000", utc(99, 1, 1, 10)),
+        ("Mon, 01 Jan 001 10:00:00 GMT", utc(1, 1, 1, 10)),
+        ("Mon, 01 Jan 999 10:00:00 GMT", utc(999, 1, 1, 10)),
+        ("Mon, 01 Jan 1 10:00:00 GMT", utc(2001, 1, 1, 10)),
+        ("Mon, 01 Jan 50 10:00:00 GMT", utc(2050, 1, 1, 10)),
+        ("Mon, 01 Jan 70 10:00:00 GMT", utc(2070, 1, 1, 10)),  # email.utils: 1970
+        ("Mon, 01 Jan 89 10:00:00 -0100", utc(2089, 1, 1, 11)),
+        ("Mon, 01 Jan 90 10:00:00 GMT", utc(1990, 1, 1, 10)),
+        ("Fri, 01 Jan 99 10:00:00 GMT", utc(1999, 1, 1, 10)),
+        ("Mon, 01 Jan 00 00:30:00 +0100", utc(1999, 12, 31, 23, 30)),
+        ("Mon, 01 Jan 2020 10:00:00 +2400", utc(2019, 12, 31, 10)),  # email.utils refuses offsets of a day
+    ],
+)
+def test_years_read_as_feedparser_reads_them(date: str, expected: datetime) -> None:
+    """feedparser adds a century only to a year written with one or two digits (20xx below 90); email.utils
+    added one to any year below 100, so "0050" was 2050, a future date that made the item look brand new."""
+    body = one_item(description="d", pub_date=date)
+    assert check(body)
+    assert served(body).entries[0].published == expected
+
+
+@pytest.mark.filterwarnings("ignore:To avoid breaking existing software:DeprecationWarning")
+@pytest.mark.parametrize(
+    ("date", "expected"),
+    [
+        ("Mon, 01 Jan 0000 10:00:00 GMT", None),
+        ("Mon, 01 Jan 10000 10:00:00 GMT", None),
+        # before year 1 in UTC: feedparser's RFC 822 reader gives up, its asctime reader makes it year 100
+        ("Mon, 01 Jan 0001 00:30:00 +0100", utc(100, 1, 1, 1)),
+    ],
+)
+def test_dates_out_of_range_go_to_feedparser(date: str, expected: datetime | None) -> None:
+    """A date the fast path cannot place is left to feedparser, whatever it makes of it. (Reading
+    ``updated_parsed`` when there is no ``published_parsed`` warns: ignored here as it is in production.)"""
+    body = one_item(description="d", pub_date=date)
+    assert fast_path(body, XML, URL) is None
+    assert served(body).entries[0].published == expected
+
+
 # --- generated documents ------------------------------------------------------------------------------------------
 
 TRICKY = st.sampled_from(
@@ -218,8 +342,21 @@ TRICKY = st.sampled_from(
         "<img src=x>",
     ]
 )
+REFERENCE = st.builds(
+    "&{}{}".format,
+    st.sampled_from(
+        [
+            *LEGACY,
+            *("paramount", "notin", "hellip", "nbsp", "eacute", "apos", "AMP", "check", "foo", "D"),
+            *("#233", "#x41", "#X41", "#150", "#0", "#65a"),
+        ]
+    ),
+    st.sampled_from(["", ";", "m", "=", " ", ".", "-", "<br>", "&"]),
+)
+"""Named and numeric references, with and without ';', and names other text runs into."""
 TEXT = st.lists(
-    st.one_of(TRICKY, st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=8)), max_size=8
+    st.one_of(TRICKY, REFERENCE, st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=8)),
+    max_size=8,
 ).map("".join)
 DATES = st.sampled_from(
     [
@@ -232,6 +369,15 @@ DATES = st.sampled_from(
         "2020-09-02T10:48:05Z",
     ]
 )
+ODD_DATES = st.builds(
+    "{} Jan {} 00:30:00 {}".format,
+    st.sampled_from(["Mon, 01", "1"]),
+    st.sampled_from(
+        ["0", "1", "00", "01", "50", "89", "90", "99", "001", "050", "999", "0000", "0001", "0099", "0100"]
+    ),
+    st.sampled_from(["GMT", "+0100", "-0100", "+9999"]),
+)
+"""Years of one to four digits, some below 100, and offsets that move them across a year (or before year 1)."""
 ITEM = st.fixed_dictionaries(
     {},
     optional={
@@ -247,7 +393,7 @@ ITEM = st.fixed_dictionaries(
         ),
         "guid": st.one_of(TEXT, st.sampled_from(["https://x.test/g", "g-1"])),
         "description": TEXT,
-        "pub_date": DATES,
+        "pub_date": st.one_of(DATES, ODD_DATES),
         "author": TEXT,
     },
 )
