@@ -90,8 +90,21 @@ def _build_parser() -> argparse.ArgumentParser:
 
     match = commands.add_parser("match", parents=[common], help="run the watchlist over JSON lines or a text")
     match.add_argument("--input", type=Path, help="JSON lines file (default: standard input)")
-    match.add_argument("--text", help="test one headline (and no summary) instead of reading JSON lines")
-    match.add_argument("--explain", action="store_true", help="print a readable explanation per item")
+    match.add_argument(
+        "--title",
+        "--text",
+        help="explain one item with this title instead of reading JSON lines (--text is the same option)",
+    )
+    match.add_argument("--summary", help="the item's summary, HTML or text (also without --title)")
+    match.add_argument("--link", help="the item's link, for link-scoped terms")
+    match.add_argument(
+        "--feed", metavar="NAME", help="the item's feed, for feeds/exclude_feeds (tags: config)"
+    )
+    match.add_argument(
+        "--explain",
+        action="store_true",
+        help="JSON lines: print why each topic matched or not instead of one JSON line per item",
+    )
     match.set_defaults(handler=cmd_match)
 
     replay = commands.add_parser(

@@ -5,6 +5,7 @@ preview`` and ``alertd test-email`` alike (pure, but for :func:`preview_message`
 from __future__ import annotations
 
 import email.policy
+import json
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -14,11 +15,11 @@ import jinja2
 from alertd import health
 from alertd.config import Config, SubscriberConfig
 from alertd.digest import digest_for, subscribed_topics
-from alertd.models import FeedHealth, MatchedItem
+from alertd.models import FeedHealth, MatchedItem, RuleKind, TopicRule
 from alertd.records import MessageKind
 from alertd.render import render_digest
 from alertd.store import Store
-from alertd.watchlist import Watchlist
+from alertd.watchlist import Topic, Watchlist
 
 
 def build_message(
@@ -32,6 +33,7 @@ def build_message(
     health: Sequence[FeedHealth] = (),
     already_sent: Collection[tuple[str, str]] = (),
     kind: MessageKind = "digest",
+    rules: Mapping[str, TopicRule] | None = None,
 ) -> EmailMessage:
     """``matched`` as the email this subscriber gets: the one way a digest or an alert is made, for the flush,
     ``alertd preview`` and ``alertd test-email`` alike. Pure."""
@@ -44,6 +46,7 @@ def build_message(
         health=health,
         already_sent=already_sent,
         kind=kind,
+        rules=rules,
     )
     return render_digest(digest, templates)
 
@@ -51,6 +54,23 @@ def build_message(
 def names_of(watchlist: Watchlist) -> dict[str, str]:
     """Topic names by id, in watchlist order (the order of a digest's sections)."""
     return {topic.id: topic.name for topic in watchlist.topics}
+
+
+def rules_of(watchlist: Watchlist) -> dict[str, TopicRule]:
+    """How each topic decides (a query, ``all`` groups, a ``min_score``), by id: what the why lines name."""
+    return {topic.id: rule_of(topic) for topic in watchlist.topics}
+
+
+def rule_of(topic: Topic) -> TopicRule:
+    """The rule a topic's matches come from, read from what the topic was compiled from."""
+    try:
+        raw = json.loads(topic.definition)[0] if topic.definition else {}
+    except (ValueError, IndexError, TypeError):
+        raw = {}
+    kind: RuleKind = "query" if isinstance(raw, dict) and "query" in raw else "terms"
+    if isinstance(raw, dict) and raw.get("all"):
+        kind = "all"
+    return TopicRule(kind, topic.min_score)
 
 
 def preview_message(
@@ -88,6 +108,7 @@ def preview_message(
         now,
         health=feed_health(config, store, now, events_since=last),
         already_sent=store.alerted(subscriber.email, matched),
+        rules=rules_of(watchlist),
     )
 
 

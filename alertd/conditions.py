@@ -152,6 +152,23 @@ def _near_evidence(node: Near, hits: Hits) -> list[int] | None:
     return list(dict.fromkeys(found)) or None
 
 
+def holds_without_not(node: Node, hits: Hits) -> bool:
+    """Whether ``node`` would hold if each of its NOTs held: a false condition that passes this was vetoed by
+    a NOT (read-only, for explanations; matching uses :func:`compile_predicate`)."""
+    if isinstance(node, Not):
+        return True
+    if isinstance(node, AllOf):
+        return all(holds_without_not(child, hits) for child in node.children)
+    if isinstance(node, AnyOf):
+        return any(holds_without_not(child, hits) for child in node.children)
+    return evaluate(node, hits)
+
+
+def touched(node: Node, hits: Hits) -> bool:
+    """Whether any term of ``node``, negated or not, fired."""
+    return any(term_id in hits for term_id in all_terms(node))
+
+
 def positive_terms(node: Node) -> Iterator[int]:
     """Term ids that count as evidence for a match: every term not under a NOT."""
     if isinstance(node, Leaf):

@@ -45,10 +45,8 @@ DEFAULT_USER_AGENT = "alertd/0.1 (+https://example.invalid/alertd; self-hosted n
 MIN_RETENTION = timedelta(days=90)
 """Items are remembered at least this long after they left their feed (RELIABILITY I5): a shorter memory would
 let an item that left its feed and came back be alerted again."""
-CONFIG_SEARCH_PATH = (
-    Path("alertd.toml"),
-    Path("~/.config/alertd/alertd.toml"),
-    Path("/etc/alertd/alertd.toml"),
+CONFIG_SEARCH_PATH = tuple(
+    map(Path, ("alertd.toml", "~/.config/alertd/alertd.toml", "/etc/alertd/alertd.toml"))
 )
 
 FirstPoll = Literal["seed", "alert"]
@@ -130,6 +128,7 @@ _SUBSCRIBER = {
 _DIGEST = {
     "debounce": Option(duration, timedelta(minutes=2)),
     "feed_health_after": Option(duration_at_least(timedelta(minutes=1)), timedelta(hours=6)),
+    "story_window": Option(duration_at_least(timedelta(minutes=1)), timedelta(hours=48)),
 }
 _METRICS = {"listen": Option(listen_address)}
 
@@ -217,6 +216,8 @@ class DigestConfig:
     """Matches of a priority topic found within this time of the first one share one alert email."""
     feed_health_after: timedelta = default("digest", "feed_health_after")
     """A feed failing for longer than this is reported in digests."""
+    story_window: timedelta = default("digest", "story_window")
+    """Copies of a story first seen this close are one story by their title (:mod:`alertd.stories`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Match one item against a compiled watchlist and explain why each topic fired.
+"""Match one item against a compiled watchlist, with the evidence of each match (:mod:`alertd.explain` says
+why each topic did or did not match, for people).
 
 One pass per field finds every term of every topic (see :mod:`alertd.termindex`); only the topics that own a
 term that fired (plus the rare topic that can match without any) are then evaluated. Pure: no I/O, no clock.
@@ -10,14 +11,16 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from alertd.conditions import evidence
+from alertd.conditions import (
+    evidence,
+)
 from alertd.models import Item, Match, Span
 from alertd.normalise import normalise
 from alertd.termindex import Hit
 from alertd.text import html_to_text
 from alertd.watchlist import Topic, Watchlist
 
-__all__ = ["format_explanation", "html_to_text", "match_item", "match_items", "normalise"]
+__all__ = ["find_hits", "html_to_text", "match_item", "match_items", "match_topic", "normalise"]
 
 log = logging.getLogger("alertd.match")
 
@@ -40,7 +43,7 @@ def match_item(
     matches = []
     for position in sorted(candidates):
         topic = watchlist.topics[position]
-        found = _match_topic(watchlist, topic, hits, feed_name, feed_tags)
+        found = match_topic(watchlist, topic, hits, feed_name, feed_tags)
         if found is not None:
             matches.append(found)
     return tuple(matches)
@@ -56,7 +59,7 @@ def find_hits(watchlist: Watchlist, title: str, summary: str, link: str = "") ->
     return hits
 
 
-def _match_topic(
+def match_topic(
     watchlist: Watchlist,
     topic: Topic,
     hits: dict[int, list[Hit]],
@@ -86,43 +89,6 @@ def _spans(found_terms: Iterable[tuple[str, Sequence[Hit]]]) -> tuple[Span, ...]
             seen.setdefault((hit.field, hit.start, hit.end), Span(hit.field, hit.start, hit.end, text))
     order = {"title": 0, "summary": 1, "link": 2}
     return tuple(sorted(seen.values(), key=lambda s: (order.get(s.field, 3), s.start, s.end)))
-
-
-def format_explanation(
-    title: str, summary: str, matches: Sequence[Match], watchlist: Watchlist, link: str = ""
-) -> str:
-    """A human-readable account of why each topic matched, with the matched words in [brackets]."""
-    if not matches:
-        return "no topic matched"
-    texts = {"title": title, "summary": summary, "link": link}
-    lines: list[str] = []
-    for found in matches:
-        topic = watchlist.topic(found.topic_id)
-        name = f" ({topic.name})" if topic is not None else ""
-        lines.append(f"{found.topic_id}{name}: score {found.score:g}")
-        lines.append(f"  terms: {', '.join(found.terms)}")
-        for field_name, text in texts.items():
-            spans = [s for s in found.spans if s.field == field_name]
-            if spans:
-                lines.append(f"  {field_name}: {_highlight(text, spans)}")
-                for span in spans:
-                    lines.append(
-                        f"    {span.start}-{span.end} {text[span.start : span.end]!r} <- {span.term!r}"
-                    )
-    return "\n".join(lines)
-
-
-def _highlight(text: str, spans: Sequence[Span]) -> str:
-    out: list[str] = []
-    position = 0
-    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
-        if span.start < position:
-            continue
-        out.append(text[position : span.start])
-        out.append(f"[{text[span.start : span.end]}]")
-        position = span.end
-    out.append(text[position:])
-    return "".join(out)
 
 
 def match_items(watchlist: Watchlist, items: Sequence[Item]) -> list[tuple[str, Match]]:

@@ -136,6 +136,10 @@ class Item:
     link_key: str | None = None
     """The secondary identity (RELIABILITY I2): the link key of a usable link, None without one. A feed that
     changes an item's GUID but not its link alerts nothing again."""
+    shape: int | None = None
+    """The SimHash of its title and lede (:func:`alertd.stories.shape_of`), once the story was decided."""
+    marks: tuple[str, ...] = ()
+    """What the store indexes it by so that later copies of its story find it (:func:`alertd.stories.marks`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +179,25 @@ class Story:
     also_in: tuple[str, ...] = ()
     already_sent: bool = False
     """The story already went out to this reader in an alert (a priority topic); the digest says so."""
+    story_key: str = ""
+    """The story's key (see :mod:`alertd.stories`); empty in hand-made stories."""
+    copies: tuple[str, ...] = ()
+    """The keys of every item merged into this entry, the one shown included."""
+    other_versions: int = 0
+    """Copies of the story in the shown copy's own feed besides it ("2 autres versions")."""
+
+
+RuleKind = Literal["terms", "query", "all"]
+"""How a topic fires: any of its terms; a boolean query; one term of each of its ``all`` groups."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRule:
+    """How a topic decides, for the why line of its stories: a rule, not just a term, made them match."""
+
+    kind: RuleKind = "terms"
+    min_score: float | None = None
+    """The topic's ``min_score``: its stories' why line shows their score against it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +208,7 @@ class TopicSection:
     topic_name: str
     stories: tuple[Story, ...]
     overflow: tuple[Story, ...] = ()
+    rule: TopicRule = TopicRule()
 
 
 @dataclass(frozen=True, slots=True)

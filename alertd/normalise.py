@@ -7,6 +7,12 @@ Both sides go through the same steps, so a term matches whatever spelling normal
   fires on ``Temuco``);
 * each word is folded: Unicode compatibility decomposition (NFKD: ligatures, full-width letters), accents
   dropped, case folded, ``œ``/``æ`` spelled out;
+* invisible format characters (:data:`INVISIBLE`: soft hyphen, zero-width space and joiners, word joiner,
+  BOM, bidi marks, embeddings, overrides and isolates) are not there for matching: inside a word they join it
+  (``Ali\\u00adbaba`` is the word ``alibaba``), between words they count for nothing (``Jack\\u200b Ma`` is the
+  phrase ``jack ma``), and a word's range never starts or ends on one. They stay in the original text, so
+  offsets still index it (a span of ``Ali\\u00adbaba`` covers all 8 characters); digests leave them out
+  (:func:`drop_invisible`, used by :func:`alertd.render.highlight_segments`);
 * French elision: an apostrophe separates words, so ``d'Alibaba`` contains the word ``alibaba``; a term that
   starts with an elided article (``l'export``) drops it (:func:`term_words`), and :func:`normalise` drops
   every elided article (``l'``, ``d'``, ``qu'``, ``jusqu'``, ``lorsqu'``..., straight or typographic);
@@ -15,7 +21,9 @@ Both sides go through the same steps, so a term matches whatever spelling normal
 
 :class:`Tokens` keeps each word's character range in the original text, which is how a match points back at
 the exact words the reader sees. The common case runs in C: one ``str.translate`` that keeps every offset,
-then ``str.split``; offsets are only computed for texts where some term fired.
+then ``str.split``; offsets are only computed for texts where some term fired. Texts holding an invisible
+character (or a character that folds to several) take the general path, so the common case pays nothing for
+them.
 """
 
 from __future__ import annotations
@@ -28,8 +36,25 @@ from itertools import pairwise
 ELISIONS = ("l", "d", "j", "m", "n", "s", "t", "c", "qu", "jusqu", "lorsqu", "puisqu", "quoiqu")
 APOSTROPHES = "'’ʼ‘`´′"
 HYPHENS = "-‐‑"
+INVISIBLE = (
+    "\u00ad"  # soft hyphen (&shy;)
+    "\u061c"  # Arabic letter mark
+    "\u180e"  # Mongolian vowel separator
+    "\u200b\u200c\u200d"  # zero-width space, non-joiner, joiner
+    "\u200e\u200f"  # left-to-right and right-to-left marks
+    "\u202a\u202b\u202c\u202d\u202e"  # bidi embeddings and overrides
+    "\u2060"  # word joiner
+    "\u2066\u2067\u2068\u2069"  # bidi isolates
+    "\ufeff"  # BOM, zero-width no-break space
+)
+"""Format characters that show nothing: matching ignores them and digests drop them (see the module doc)."""
 
-_WORD = re.compile(r"[^\W_](?:[^\W_]|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff])*")
+# A word: letters, digits and combining marks, with invisible characters inside (never at either end).
+_WORD = re.compile(
+    r"[^\W_](?:[" + INVISIBLE + r"]*(?:[^\W_]|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff]))*"
+)
+_HAS_INVISIBLE = re.compile("[" + INVISIBLE + "]")
+_DROP_INVISIBLE = dict.fromkeys(map(ord, INVISIBLE))
 _ELIDED = re.compile(
     r"\b(?:" + "|".join(sorted(ELISIONS, key=len, reverse=True)) + r")[" + APOSTROPHES + r"](?=\w)",
     re.IGNORECASE,
@@ -41,8 +66,11 @@ _RUN = re.compile(r"[^\s-]+")
 _NON_BMP = re.compile("[\U00010000-\U0010ffff]")
 _UNSUPPORTED = "\x00"
 
-# Letters that NFKD does not decompose but a reader treats as two letters or an accented letter.
-_SPELLED_OUT = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "ł": "l"})
+# Letters that NFKD does not decompose but a reader treats as two letters or an accented letter; invisible
+# characters, which folding deletes.
+_SPELLED_OUT = str.maketrans(
+    {"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "ł": "l"} | dict.fromkeys(INVISIBLE)
+)
 
 _fold_cache: dict[str, str] = {}
 _cased_cache: dict[str, str] = {}
@@ -95,22 +123,33 @@ class Tokens:
         return fold_keep_case(self.text[self.starts[index] : self.ends[index]])
 
     def joined(self, index: int) -> bool:
-        """True when word ``index`` and the next one can belong to one phrase (no punctuation between)."""
-        return _PHRASE_GAP.fullmatch(self.text, self.ends[index], self.starts[index + 1]) is not None
+        """True when word ``index`` and the next one can belong to one phrase (no punctuation between;
+        invisible characters count for nothing)."""
+        start, end = self.ends[index], self.starts[index + 1]
+        if _PHRASE_GAP.fullmatch(self.text, start, end) is not None:
+            return True
+        gap = self.text[start:end]
+        visible = drop_invisible(gap)
+        return visible is not gap and _PHRASE_GAP.fullmatch(visible) is not None
+
+    def _one_hyphen(self, index: int) -> bool:
+        """Whether word ``index`` and the next one are separated by one hyphen (invisible characters aside)."""
+        start, end = self.ends[index], self.starts[index + 1]
+        gap = self.text[start] if end - start == 1 else drop_invisible(self.text[start:end])
+        return len(gap) == 1 and gap in HYPHENS
 
     def short_hyphen_pairs(self, wanted: Container[str]) -> list[tuple[int, str]]:
         """``(i, joined)`` for words ``i`` and ``i + 1`` joined by one hyphen, where one side has at most
         two letters (``e-commerce`` gives ``ecommerce``) and ``joined`` is in ``wanted``."""
         if not self._may_join(wanted):
             return []
-        words, starts, ends, text = self.words, self.starts, self.ends, self.text
+        words = self.words
         return [
             (i, words[i] + words[i + 1])
             for i in range(len(words) - 1)
-            if starts[i + 1] - ends[i] == 1
-            and text[ends[i]] in HYPHENS
-            and min(len(words[i]), len(words[i + 1])) <= 2
+            if min(len(words[i]), len(words[i + 1])) <= 2
             and words[i] + words[i + 1] in wanted
+            and self._one_hyphen(i)
         ]
 
     def _may_join(self, wanted: Container[str]) -> bool:
@@ -125,8 +164,14 @@ class Tokens:
         return False
 
 
+def drop_invisible(text: str) -> str:
+    """``text`` without its :data:`INVISIBLE` characters (``Ali\\u00adbaba`` → ``Alibaba``); ``text`` itself,
+    at the cost of one C-level search, when it holds none."""
+    return text.translate(_DROP_INVISIBLE) if _HAS_INVISIBLE.search(text) else text
+
+
 def fold_keep_case(word: str) -> str:
-    """Fold compatibility forms and accents of one word, keeping its case."""
+    """Fold compatibility forms and accents of one word, keeping its case; invisible characters are dropped."""
     found = _cased_cache.get(word)
     if found is None:
         decomposed = unicodedata.normalize("NFKD", word.translate(_SPELLED_OUT))
@@ -157,7 +202,8 @@ def tokenise(text: str) -> Tokens:
 
 
 def _tokenise_word_by_word(text: str) -> Tokens:
-    """The general path, for texts with characters whose folded form is not one character (œ, ﬁ, é)."""
+    """The general path, for texts with characters whose folded form is not one character (œ, ﬁ, combining
+    accents) and texts with invisible characters: a word's range may hold some, folding drops them."""
     found = list(_WORD.finditer(text))
     words = tuple(fold(m.group()) for m in found)
     return Tokens(text, words, None, tuple(m.start() for m in found), tuple(m.end() for m in found))
@@ -167,14 +213,14 @@ def _spaced_fold_table() -> list[str]:
     """The fast path's ``str.translate`` table, indexed by code point (a list is looked up ~3x faster than
     a dict): each letter or digit folds to one character, hyphens become ``-``, anything else that is not a
     word character becomes a space, and characters the fast path cannot fold (combining marks, letters
-    folding to several characters such as œ, ß, ﬁ) become ``\\x00``, which sends the text to the general
-    path."""
+    folding to several characters such as œ, ß, ﬁ, invisible characters that a word may hold) become
+    ``\\x00``, which sends the text to the general path."""
     table = []
     for code in range(0x10000):
         char = chr(code)
         if char in HYPHENS:
             table.append("-")
-        elif unicodedata.combining(char) or char == _UNSUPPORTED:
+        elif unicodedata.combining(char) or char == _UNSUPPORTED or char in INVISIBLE:
             table.append(_UNSUPPORTED)
         elif not char.isalnum():
             table.append(" ")

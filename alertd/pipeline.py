@@ -14,10 +14,10 @@ import asyncio
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from alertd import compose, due, incremental, polling, schedule
+from alertd import compose, due, incremental, polling, schedule, stories
 from alertd.config import Config, FeedConfig, SubscriberConfig
 from alertd.digest import alert_topics, subscribed_topics
 from alertd.drain import DeliveryAttempt, drain_outbox, record_unrecorded, resume_delivery, state_writable
@@ -26,7 +26,7 @@ from alertd.failpoint import failpoint
 from alertd.fetch import fetch_feed
 from alertd.identify import entry_keys, link_candidates, make_items, recognised
 from alertd.match import match_items
-from alertd.models import FeedHealth, FetchResult, FetchStatus
+from alertd.models import FeedHealth, FetchResult, FetchStatus, Item
 from alertd.records import MessageKind, SubscriberState
 from alertd.runtime import Runtime, poll_slot
 from alertd.store import Store
@@ -85,12 +85,14 @@ async def poll_feed(rt: Runtime, feed: FeedConfig, now: datetime) -> polling.Pol
         arrivals = rt.store.recent_arrivals(feed.url, state.first_success_at, schedule.ADAPT_SAMPLES)
         seen = dataclasses.replace(seen, arrivals=arrivals)
     intent = polling.decide_poll(seen, polling.PollPolicy.of(rt.config.poll), now, rt.rng)
-    matches = match_items(rt.watchlist, intent.alertable)
+    placed = _place_stories(rt, intent.alertable, now)
+    matches = match_items(rt.watchlist, placed)
     if intent.write is not None:
         parsed = seen.identified is not None
         if parsed:
             failpoint("after_fetch_before_commit")
-        rt.store.record_poll(dataclasses.replace(intent.write, matches=matches), now)
+        new_items = stories.replaced(intent.write.new_items, placed)
+        rt.store.record_poll(dataclasses.replace(intent.write, new_items=new_items, matches=matches), now)
         if parsed:
             failpoint("after_poll_commit")
     for level, line in intent.log:
@@ -103,6 +105,20 @@ async def poll_feed(rt: Runtime, feed: FeedConfig, now: datetime) -> polling.Pol
     if report.status == "ok" and report.new_items:
         log.info("feed %s: %d new items, %d matches", feed.name, report.new_items, report.matches)
     return report
+
+
+def _place_stories(rt: Runtime, items: Sequence[Item], now: datetime) -> tuple[Item, ...]:
+    """``items`` each in its story (see :mod:`alertd.stories`), from the stored items sharing one of their marks.
+
+    Only items that may reach a reader take part: a seeded item, or one the flood guard held back, is stored
+    as it is (a later copy of its story is news to every reader, who never saw it).
+    """
+    if not items:
+        return ()
+    signed = stories.sign(items)
+    window = rt.config.digest.story_window
+    candidates = rt.store.story_candidates((mark for item in signed for mark in item.marks), now - window)
+    return stories.assign_stories(signed, candidates, window, now)
 
 
 async def _identify(rt: Runtime, feed: FeedConfig, fetched: FetchResult, now: datetime) -> polling.Identified:
@@ -262,9 +278,8 @@ def _queue(
         ]
         if not pending:
             return None
-        message = compose.build_message(
-            rt.config, compose.names_of(rt.watchlist), rt.templates, subscriber, pending, now, kind="alert"
-        )
+        notices: list[FeedHealth] = []
+        already_sent: set[tuple[str, str]] = set()
     else:
         pending = store.pending_matches(
             email_address, subscribed_topics(rt.watchlist, subscriber), state.since
@@ -274,16 +289,19 @@ def _queue(
             return None
         notices = feed_health(rt, now, events_since=state.last_digest_at)
         already_sent = store.alerted(email_address, pending)
-        message = compose.build_message(
-            rt.config,
-            compose.names_of(rt.watchlist),
-            rt.templates,
-            subscriber,
-            pending,
-            now,
-            health=notices,
-            already_sent=already_sent,
-        )
+    message = compose.build_message(
+        rt.config,
+        compose.names_of(rt.watchlist),
+        rt.templates,
+        subscriber,
+        pending,
+        now,
+        health=notices,
+        already_sent=already_sent,
+        kind=kind,
+        rules=compose.rules_of(rt.watchlist),
+    )
+    if kind == "digest":
         failpoint("before_outbox_commit")
     outbox_id = store.enqueue_digest(
         email_address, str(message["Message-ID"]), compose.message_bytes(message), pending, now, kind=kind

@@ -1,7 +1,7 @@
 """Records that cross the store's boundary, named by direction (reader's ``FeedForUpdate`` / ``FeedUpdateIntent``).
 
-What the store hands out (``FeedState``, ``FeedEvent``, ``SubscriberState``, ``OutboxMessage``, ``DeliveryPause``,
-``DaemonState``) and what it is asked to write (``PollWrite``, ``AttemptRecord``). The deciders read the first kind
+What the store hands out (``FeedState``, ``FeedEvent``, ``SubscriberState``, ``StoryCandidate``, ``OutboxMessage``,
+``DeliveryPause``, ``DaemonState``) and what it is asked to write (``PollWrite``, ``AttemptRecord``). The deciders read the first kind
 and produce the second; the store only moves them between Python and SQL. Plain frozen data: no I/O here.
 """
 
@@ -144,6 +144,20 @@ class DaemonState:
     reload_ok: bool = True
     """False when the last reload failed and the previous configuration is still running."""
     reload_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoryCandidate:
+    """A stored item that a new item may be a copy of, found by one of its marks (:func:`alertd.stories.marks`)."""
+
+    item_key: str
+    story_key: str
+    """The story it belongs to: what a copy of it takes as its own."""
+    title: str
+    first_seen: datetime
+    link_key: str | None
+    shape: int | None
+    """Its SimHash (None: too few words to have one)."""
 
 
 # --- what the store is asked to write ------------------------------------------------------------------------

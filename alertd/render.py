@@ -30,8 +30,11 @@ import jinja2
 import alertd
 from alertd.config import default
 from alertd.errors import ConfigError
+from alertd.excerpt import ELLIPSIS, excerpt, term_places
 from alertd.mailaddr import parse_address
-from alertd.models import Digest, FeedHealth, MessageLanguage, Span, Story, TopicSection
+from alertd.models import Digest, FeedHealth, MessageLanguage, Span, Story, TopicRule, TopicSection
+from alertd.normalise import drop_invisible
+from alertd.strings import ERROR_CLASSES, STRINGS
 
 __all__ = [
     "DATETIME_FORMAT",
@@ -60,106 +63,6 @@ DATETIME_FORMAT = "%d/%m/%Y %H:%M"
 LANGUAGES: tuple[MessageLanguage, ...] = ("fr", "en")
 DEFAULT_LANGUAGE: str = default("subscriber", "language")
 """For templates that do not say (the option table's default)."""
-#: Every fixed string of the default templates, per language; templates get the reader's as ``t``.
-STRINGS: dict[str, dict[str, str]] = {
-    "fr": {
-        "story": "article",
-        "stories": "articles",
-        "for": "pour",
-        "digest": "Veille alertd",
-        "alert": "Alerte",
-        "alert_heading": "Alerte alertd",
-        "also_in": "aussi dans",
-        "why": "Pourquoi",
-        "more": "autres",
-        "already_sent": "déjà envoyé",
-        "feed_health": "État des flux",
-        "since": "depuis",
-        "colon": " :",
-        "sent_by": "Envoyé par alertd à",
-        "from_config": "d’après la configuration",
-        "and_watchlist": "et la liste de veille",
-        "config": "Configuration",
-        "watchlist": "Liste de veille",
-        "change": "Pour changer vos sujets ou votre calendrier, ou ne plus recevoir ces e-mails, modifiez "
-        "votre entrée [[subscriber]] dans ce fichier de configuration.",
-        "alert_note": "Envoyé tout de suite : ces sujets sont prioritaires. Ces articles figureront aussi "
-        "dans votre prochaine veille.",
-        "health_gone": "n’existe plus (HTTP 410) : alertd a cessé de l’interroger",
-        "health_failing": "en échec : {error} ({attempts})",
-        "attempt_one": "{n} tentative",
-        "attempt_many": "{n} tentatives",
-        "health_moved": "a déménagé définitivement : alertd lit désormais {target} ; mettez la configuration à jour",
-        "health_flood": "a publié trop d’articles d’un coup : seuls les plus récents ont pu déclencher une alerte, "
-        "les autres sont marqués comme lus",
-    },
-    "en": {
-        "story": "story",
-        "stories": "stories",
-        "for": "for",
-        "digest": "alertd digest",
-        "alert": "Alert",
-        "alert_heading": "alertd alert",
-        "also_in": "also in",
-        "why": "Why",
-        "more": "more",
-        "already_sent": "already sent",
-        "feed_health": "Feed health",
-        "since": "since",
-        "colon": ":",
-        "sent_by": "Sent by alertd to",
-        "from_config": "from the config",
-        "and_watchlist": "and the watchlist",
-        "config": "Config",
-        "watchlist": "Watchlist",
-        "change": "To change your topics or schedule, or to stop these emails, edit your [[subscriber]] "
-        "entry in that config file.",
-        "alert_note": "Sent right away: these topics are high priority. These stories will also be in your "
-        "next digest.",
-        "health_gone": "gone (HTTP 410): alertd stopped polling it",
-        "health_failing": "failing: {error} ({attempts})",
-        "attempt_one": "{n} attempt",
-        "attempt_many": "{n} attempts",
-        "health_moved": "moved permanently: alertd now fetches {target}; update the config at your convenience",
-        "health_flood": "published too many items at once: only the most recent could alert, the others were "
-        "marked seen",
-    },
-}
-#: How each class of fetch or parse error (``FeedHealth.error_class``) reads in a digest; unknown ones as is.
-ERROR_CLASSES: dict[str, dict[str, str]] = {
-    "fr": {
-        "timeout": "délai dépassé",
-        "connect_error": "connexion impossible",
-        "dns_error": "nom de domaine introuvable",
-        "tls_error": "certificat ou TLS refusé",
-        "http_4xx": "refusé par le serveur (HTTP 4xx)",
-        "http_5xx": "erreur du serveur (HTTP 5xx)",
-        "rate_limited": "trop de requêtes, le serveur demande d’attendre",
-        "parse_error": "document illisible",
-        "too_large": "document trop volumineux",
-        "too_many_redirects": "trop de redirections",
-        "redirect_downgrade": "redirection de https vers http refusée",
-        "ssrf_blocked": "adresse interne refusée",
-        "invalid_url": "adresse invalide",
-        "protocol_error": "réponse HTTP invalide",
-    },
-    "en": {
-        "timeout": "timed out",
-        "connect_error": "cannot connect",
-        "dns_error": "host name not found",
-        "tls_error": "certificate or TLS refused",
-        "http_4xx": "refused by the server (HTTP 4xx)",
-        "http_5xx": "server error (HTTP 5xx)",
-        "rate_limited": "too many requests, the server asks to wait",
-        "parse_error": "unreadable document",
-        "too_large": "document too large",
-        "too_many_redirects": "too many redirects",
-        "redirect_downgrade": "https to http redirect refused",
-        "ssrf_blocked": "internal address refused",
-        "invalid_url": "invalid address",
-        "protocol_error": "invalid HTTP response",
-    },
-}
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 #: Summaries longer than this (in characters) are cut at a word boundary.
 SUMMARY_LIMIT = 400
@@ -179,11 +82,12 @@ _MESSAGE_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 def safe_header(value: str, limit: int = SUBJECT_LIMIT) -> str:
     """A header value safe to emit whatever the input: no controls or line breaks, no encoded-words.
 
-    Controls (C0, C1, DEL), CR, LF, U+2028/2029 and lone surrogates become spaces, ``=?`` is broken with a
+    Invisible characters (soft hyphens, zero-width spaces, bidi marks) are dropped; controls (C0, C1, DEL),
+    CR, LF, U+2028/2029 and lone surrogates become spaces, ``=?`` is broken with a
     zero-width space so no mail client decodes feed text as an RFC 2047 encoded-word, whitespace is
     collapsed and the result is cut to ``limit`` characters with an ellipsis.
     """
-    cleaned = "".join(" " if _is_unsafe_in_header(ch) else ch for ch in value)
+    cleaned = "".join(" " if _is_unsafe_in_header(ch) else ch for ch in drop_invisible(value))
     cleaned = " ".join(cleaned.split())
     cleaned = cleaned.replace("=?", "=\u200b?")
     if len(cleaned) > limit:
@@ -201,30 +105,26 @@ def highlight_segments(
     """Split ``text`` into ``(segment, highlighted)`` pairs from the spans of ``field``.
 
     Spans are offsets into the original text; out-of-range spans are clipped and overlapping ones merged.
-    With ``limit``, text longer than ``limit`` is cut at a word boundary and ends with an ellipsis segment.
-    Whitespace runs and control characters in segments become single spaces.
+    With ``limit``, text longer than ``limit`` is shown as :func:`alertd.excerpt.excerpt` chooses: the window
+    with the most spans, cut at word boundaries, an ellipsis segment at each cut, ``limit`` characters in all.
+    Whitespace runs and control characters in segments become single spaces, and invisible characters
+    (:data:`alertd.normalise.INVISIBLE`: soft hyphens, zero-width spaces, bidi marks...) are dropped after the
+    text is cut at the spans, so a highlight still wraps exactly its letters (``Ali\\u00adbaba`` shows as a
+    highlighted ``Alibaba``).
     """
-    text, truncated = _truncate(text, limit)
-    ranges = _merge_ranges((max(s.start, 0), min(s.end, len(text))) for s in spans if s.field == field)
-    segments: list[tuple[str, bool]] = []
+    shown = excerpt(text, tuple(spans), limit, field)
+    text = shown.text
+    ranges = _merge_ranges((max(s.start, 0), min(s.end, len(text))) for s in shown.spans)
+    segments: list[tuple[str, bool]] = [(ELLIPSIS, False)] if shown.start > 0 else []
     cursor = 0
     for start, end in ranges:
         segments.append((text[cursor:start], False))
         segments.append((text[start:end], True))
         cursor = end
     segments.append((text[cursor:], False))
-    if truncated:
-        segments.append(("…", False))
+    if shown.cut_end:
+        segments.append((ELLIPSIS, False))
     return _clean_segments(segments)
-
-
-def _truncate(text: str, limit: int | None) -> tuple[str, bool]:
-    if limit is None or len(text) <= limit:
-        return text, False
-    cut = max(text.rfind(" ", 0, limit + 1), text.rfind("\n", 0, limit + 1))
-    if cut < limit // 2:  # one enormous word: cut inside it rather than lose most of the text
-        cut = limit
-    return text[:cut].rstrip(), True
 
 
 def _merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -246,8 +146,9 @@ def _clean_segments(segments: Sequence[tuple[str, bool]]) -> list[tuple[str, boo
 
 
 def _clean_text(text: str) -> str:
-    """Controls and whitespace runs become one space; keeps a leading/trailing space to join segments."""
-    text = "".join(" " if _is_unsafe_in_header(ch) else ch for ch in text)
+    """Invisible characters dropped, controls and whitespace runs made one space; keeps a leading/trailing
+    space to join segments."""
+    text = "".join(" " if _is_unsafe_in_header(ch) else ch for ch in drop_invisible(text))
     return re.sub(r"\s+", " ", text)
 
 
@@ -308,6 +209,39 @@ def health_text(feed: FeedHealth, language: str) -> str:
     return feed.problem
 
 
+def why_terms(story: Story, language: str, limit: int | None = SUMMARY_LIMIT) -> list[tuple[str, str]]:
+    """The terms of a story's why line, each with where it matched when the reader cannot see it highlighted
+    in the title or the excerpt shown ("dans le lien", "plus loin dans le texte"), else ``""``."""
+    strings = STRINGS.get(language, STRINGS["fr"])
+    notes = {"shown": "", "link": strings["in_link"], "further": strings["further"]}
+    places = term_places(story.terms, story.spans, story.summary_text, limit)
+    return [(place.term, notes[place.where]) for place in places]
+
+
+def rule_note(story: Story, rule: TopicRule, language: str) -> str:
+    """What made the story match when it was a rule rather than one term: the topic's query, its ``all``
+    groups, its score against ``min_score`` (``""`` for a plain list of terms)."""
+    strings = STRINGS.get(language, STRINGS["fr"])
+    notes = []
+    if rule.kind == "query":
+        notes.append(strings["rule_query"])
+    elif rule.kind == "all":
+        notes.append(strings["rule_all"])
+    if rule.min_score is not None:
+        notes.append(strings["rule_score"].format(score=f"{story.score:g}", min=f"{rule.min_score:g}"))
+    return ", ".join(notes)
+
+
+def versions_text(story: Story, language: str) -> str:
+    """The "2 autres versions" of a story its shown copy's feed carried more than once; ``""`` otherwise."""
+    strings = STRINGS.get(language, STRINGS["fr"])
+    if story.other_versions <= 0:
+        return ""
+    if story.other_versions == 1:
+        return strings["other_version"]
+    return strings["other_versions"].format(n=story.other_versions)
+
+
 # --- templates -----------------------------------------------------------------------------------
 
 
@@ -343,6 +277,9 @@ def load_templates(templates_dir: Path | None) -> jinja2.Environment:
     )
     env.globals.update(
         highlight_segments=highlight_segments,
+        rule_note=rule_note,
+        versions_text=versions_text,
+        why_terms=why_terms,
         http_link=http_link,
         local_time=local_time,
         summary_limit=SUMMARY_LIMIT,

@@ -38,8 +38,10 @@ _BLOCKS = frozenset(
 _INVISIBLE = frozenset({"script", "style", "template", "noscript", "head", "title", "iframe", "svg"})
 _RAW_TEXT = _INVISIBLE | {"textarea", "xmp", "plaintext", "noembed", "noframes", "math"}
 """Elements whose content an HTML parser may read as raw text (the simple path leaves them to HTMLParser)."""
-_SPACES = re.compile(r"[ \t\r\f\v\u00a0\u200b]+")
-_ODD_SPACE = re.compile(r"[\t\r\f\v\u00a0\u200b]")
+_SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
+_ODD_SPACE = re.compile(r"[\t\r\f\v\u00a0]")
+_SPACING_ZWSP = re.compile(r"\A\u200b+|\u200b+\Z|(?<=\s)\u200b+|\u200b+(?=\s)")
+"""Zero-width spaces that are whitespace: next to whitespace or at either end (see :func:`_collapse`)."""
 _BREAKS = re.compile(r" *\n[ \n]*")
 _COLLAPSIBLE = re.compile(r"[\s\u200b]+")
 """What :func:`_collapse` may shrink or strip: every other character of the parts survives into the text."""
@@ -129,7 +131,15 @@ def _short_ref(ref: re.Match[str]) -> str:
 
 
 def _collapse(parts: list[str]) -> str:
+    """The text of ``parts``: spaces collapsed, line breaks kept one at a time, the ends stripped.
+
+    A zero-width space (U+200B) next to whitespace or at either end is whitespace like the rest; one between
+    two other characters is kept: it is inside a word (``Ali\\u200bbaba``), which matching reads whole
+    (see :mod:`alertd.normalise`) and digests show without it.
+    """
     text = "".join(parts)
+    if "\u200b" in text:
+        text = _SPACING_ZWSP.sub(" ", text)
     # Each substitution only when it would change something: the checks cost a tenth of the regex.
     if "  " in text or _ODD_SPACE.search(text):
         text = _SPACES.sub(" ", text)

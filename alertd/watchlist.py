@@ -107,11 +107,15 @@ class Topic:
 
     def accepts_feed(self, feed_name: str, feed_tags: frozenset[str]) -> bool:
         """Whether an item from this feed (name or any tag) is in this topic's feed scope."""
+        included, excluded = self.feed_scope(feed_name, feed_tags)
+        return not excluded and (not self.feeds or bool(included))
+
+    def feed_scope(self, feed_name: str, feed_tags: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
+        """The entries of ``feeds`` and of ``exclude_feeds`` that this feed answers to, by name or tag: what
+        :meth:`accepts_feed` decided on (read-only, for explanations)."""
         names = {feed_name.casefold()} | {f"tag:{tag.casefold()}" for tag in feed_tags}
         names |= {tag.casefold() for tag in feed_tags}
-        if self.exclude_feeds & names:
-            return False
-        return not self.feeds or bool(self.feeds & names)
+        return self.feeds & names, self.exclude_feeds & names
 
 
 @dataclass(frozen=True)

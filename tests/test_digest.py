@@ -105,7 +105,7 @@ def test_story_carried_by_several_feeds_is_one_entry_from_the_earliest_seen_feed
     assert story.also_in == ("Le Monde", "Le Figaro", "AFP")
 
 
-def test_merged_story_keeps_best_score_and_every_term() -> None:
+def test_merged_story_shows_the_best_matching_copy_with_its_own_terms() -> None:
     digest = digest_of(
         [
             matched_item("x1", story="s", score=1.0, terms=("alibaba",), seen_minutes_ago=9),
@@ -114,14 +114,33 @@ def test_merged_story_keeps_best_score_and_every_term() -> None:
     )
 
     (story,) = digest.sections[0].stories
-    assert story.score == 3.0
-    assert story.terms == ("alibaba", "temu")
+    assert (story.item_key, story.feed_name, story.score) == ("x2", "Le Monde", 3.0)
+    assert story.terms == ("temu", "alibaba")  # what the shown copy's spans explain
+    assert story.also_in == ("Les Échos",)
+    assert story.first_seen == NOW - timedelta(minutes=9)  # the story's, not the shown copy's
+    assert story.copies == ("x1", "x2")
 
 
-def test_same_feed_twice_is_not_listed_in_also_in() -> None:
+def test_same_feed_twice_is_not_listed_in_also_in_but_counted_as_another_version() -> None:
     digest = digest_of([matched_item("a", story="s", seen_minutes_ago=2), matched_item("b", story="s")])
 
-    assert digest.sections[0].stories[0].also_in == ()
+    (story,) = digest.sections[0].stories
+    assert story.also_in == ()
+    assert story.other_versions == 1
+
+
+def test_copies_in_the_same_feed_and_in_others_are_told_apart() -> None:
+    digest = digest_of(
+        [
+            matched_item("en", story="s", feed="BFM Économie", seen_minutes_ago=30),
+            matched_item("vn", story="s", feed="BFM Économie", seen_minutes_ago=20),
+            matched_item("vn2", story="s", feed="BFM Économie", seen_minutes_ago=10),
+            matched_item("tribune", story="s", feed="La Tribune", seen_minutes_ago=5),
+        ]
+    )
+
+    (story,) = digest.sections[0].stories
+    assert (story.item_key, story.other_versions, story.also_in) == ("en", 2, ("La Tribune",))
 
 
 def test_same_story_in_two_topics_appears_in_both() -> None:
@@ -220,3 +239,32 @@ def test_digest_id_differs_by_subscriber_and_by_keys() -> None:
     assert base != digest_id_for("paul@example.invalid", ["m1", "m2"])
     assert base != digest_id_for("marie@example.invalid", ["m1"])
     assert digest_id_for("x@example.invalid", ["ab", "c"]) != digest_id_for("x@example.invalid", ["a", "bc"])
+
+
+# --- Message-IDs: one per distinct message -------------------------------------------------------------------
+
+
+def test_an_alert_and_the_digest_that_repeats_its_story_have_different_ids() -> None:
+    story = [matched_item("a", story="s", terms=("alibaba",))]
+
+    alert = digest_of(story, digest_id=None, kind="alert")
+    digest = digest_of(story, digest_id=None, already_sent=[("a", "ecom")])
+    same_marks_digest = digest_of(story, digest_id=None)
+
+    assert len({alert.digest_id, digest.digest_id, same_marks_digest.digest_id}) == 3
+    assert digest.sections[0].stories[0].already_sent
+
+
+def test_the_id_is_drawn_from_the_whole_content_and_is_stable_across_rebuilds() -> None:
+    two_copies = [matched_item("a", story="s"), matched_item("b", story="s", seen_minutes_ago=5)]
+    base = digest_of(two_copies, digest_id=None)
+
+    assert base.digest_id == digest_of(list(reversed(two_copies)), digest_id=None).digest_id  # a rebuild
+    assert base.digest_id != digest_of(two_copies[:1], digest_id=None).digest_id  # one copy fewer
+    assert (
+        base.digest_id
+        != digest_of(two_copies, digest_id=None, subscriber_email="paul@example.invalid").digest_id
+    )
+    overflowed = digest_of([*two_copies, matched_item("c", score=3.0)], digest_id=None, max_items_per_topic=1)
+    listed = digest_of([*two_copies, matched_item("c", score=3.0)], digest_id=None)
+    assert overflowed.digest_id != listed.digest_id  # "+1 more" is another message

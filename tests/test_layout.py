@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "alertd"
-DECIDERS = ("alertd.polling", "alertd.outbox", "alertd.due", "alertd.health")
+DECIDERS = (
+    "alertd.polling",
+    "alertd.outbox",
+    "alertd.due",
+    "alertd.health",
+    "alertd.stories",
+    "alertd.excerpt",
+)
 IO_MODULES = (
     "httpx",
     "httpcore",

@@ -10,7 +10,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from alertd.conditions import AllOf, AnyOf, AnyTerm, Hits, Leaf, Near, Node, Not, compile_predicate, evaluate
-from alertd.match import format_explanation, match_item
+from alertd.explain import explain_item, format_explanation
+from alertd.match import match_item
 from alertd.normalise import Tokens, normalise
 from alertd.termindex import Hit
 from alertd.tomlsource import loads
@@ -243,11 +244,10 @@ def test_only_terms_of_branches_that_hold_are_evidence() -> None:
 
 def test_explanation_brackets_the_matched_words() -> None:
     w = watchlist('any = ["Temu"]')
-    found = match_item(w, "Enquête sur Temu", "")
-    explanation = format_explanation("Enquête sur Temu", "", found, w)
-    assert "t (T): score 1" in explanation
+    explanation = format_explanation(explain_item(w, "Enquête sur Temu", ""))
+    assert "t (T): matched, score 1" in explanation
     assert "title: Enquête sur [Temu]" in explanation
-    assert format_explanation("x", "y", (), w) == "no topic matched"
+    assert format_explanation(explain_item(w, "x", "y")) == "matched: no topic\nno term fired: t"
 
 
 _WORD = st.text(alphabet="aeiouéèàçlmnrstxzABCÉ", min_size=1, max_size=8)
@@ -355,3 +355,102 @@ def test_default_watchlist_quality_on_the_dev_set() -> None:
         floors = {"chinese-ecommerce": (0.97, 0.97), "french-exports": (0.94, 0.92)}
         assert precision >= floors[topic][0], (topic, precision)
         assert recall >= floors[topic][1], (topic, recall)
+
+
+# --- invisible characters (issue #12, item 5) ---------------------------------------------------------
+
+_INVISIBLES = [
+    "\u00ad",  # soft hyphen
+    "\u200b",  # zero-width space
+    "\u200c",  # zero-width non-joiner
+    "\u200d",  # zero-width joiner
+    "\u2060",  # word joiner
+    "\ufeff",  # BOM
+    "\u200e",  # left-to-right mark
+    "\u200f",  # right-to-left mark
+    "\u202a",  # left-to-right embedding
+    "\u202e",  # right-to-left override
+    "\u2066",  # left-to-right isolate
+    "\u2069",  # pop directional isolate
+    "\u180e",  # Mongolian vowel separator
+]
+
+
+def _field_text(title: str, summary: str, link: str, span_field: str) -> str:
+    return {"title": title, "summary": summary, "link": link}[span_field]
+
+
+@pytest.mark.parametrize("invisible", _INVISIBLES)
+@pytest.mark.parametrize("field_name", ["title", "summary"])
+def test_invisible_characters_inside_words_never_hide_them(invisible: str, field_name: str) -> None:
+    w = watchlist('any = ["alibaba", "temu", "shein"]')
+    text = f"Ali{invisible}baba, Te{invisible}mu et {invisible}Shein{invisible} recrutent"
+    title, summary = (text, "rien") if field_name == "title" else ("rien", text)
+    [found] = match_item(w, title, summary)
+    assert found.terms == ("alibaba", "temu", "shein")
+    assert [(s.field, text[s.start : s.end]) for s in found.spans] == [
+        (field_name, f"Ali{invisible}baba"),
+        (field_name, f"Te{invisible}mu"),
+        (field_name, "Shein"),
+    ]
+
+
+def test_a_span_across_a_soft_hyphen_indexes_the_original_title() -> None:
+    w = watchlist('any = ["alibaba"]')
+    title = "Le géant Ali\u00adbaba recule"
+    [found] = match_item(w, title, "")
+    [span] = found.spans
+    assert title[span.start : span.end] == "Ali\u00adbaba"
+    assert (span.start, span.end) == (9, 17)
+
+
+def test_invisible_characters_in_the_link_field() -> None:
+    w = watchlist('any = [{ text = "temu", field = "link" }]')
+    link = "https://news.example/te\u200dmu-recrute"
+    [found] = match_item(w, "rien", "", link=link)
+    assert [link[s.start : s.end] for s in found.spans] == ["te\u200dmu"]
+
+
+def test_phrase_terms_across_invisible_characters() -> None:
+    w = watchlist('any = ["balance commerciale", "Jack Ma", "e-commerce"]')
+    title = "La balance com\u00admer\u00adciale, Jack\u200b \u200eMa et l’e\u200b-commerce"
+    [found] = match_item(w, title, "")
+    assert [title[s.start : s.end] for s in found.spans] == [
+        "balance com\u00admer\u00adciale",
+        "Jack\u200b \u200eMa",
+        "e\u200b-commerce",
+    ]
+    assert not fires(w, "Jack\u200b, Ma")  # punctuation still ends a phrase
+
+
+def test_joined_and_exact_case_terms_across_invisible_characters() -> None:
+    w = watchlist('any = ["ecommerce", { text = "JD", case = "exact" }]')
+    title = "L’e\u00ad-commerce selon J\u200bD.com"
+    [found] = match_item(w, title, "")
+    assert [title[s.start : s.end] for s in found.spans] == ["e\u00ad-commerce", "J\u200bD"]
+    assert not fires(w, "selon j\u200bd.com")
+
+
+def test_regex_terms_ignore_invisible_characters() -> None:
+    w = watchlist('any = [{ regex = "alibaba\\\\b" }, { regex = "pdd holdings" }]')
+    title = "Ali\u00adbaba et P\u200bDD\u200e Hol\u2060dings"
+    [found] = match_item(w, title, "")
+    assert [title[s.start : s.end] for s in found.spans] == [
+        "Ali\u00adbaba",
+        "P\u200bDD\u200e Hol\u2060dings",
+    ]
+
+
+@given(
+    inserted=st.lists(st.sampled_from(["", "", "", *_INVISIBLES]), min_size=8, max_size=8),
+    before=_WORD,
+    after=_WORD,
+)
+def test_random_invisible_characters_never_hide_a_word(inserted: list[str], before: str, after: str) -> None:
+    assume("alibaba" not in normalise(f"{before} {after}"))
+    w = watchlist('any = ["Alibaba"]')
+    word = "".join(c + i for c, i in zip("Alibaba", inserted, strict=False)) + inserted[7]
+    title = f"{before} {inserted[0]}{word} {after}"
+    [found] = match_item(w, title, "")
+    [span] = found.spans
+    assert title[span.start : span.end] == word.strip("".join(_INVISIBLES))

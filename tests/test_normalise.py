@@ -206,3 +206,96 @@ def test_html_to_text_takes_the_simple_path_for_plain_tags(html: str) -> None:
 @pytest.mark.parametrize("html", ["a < b", "<!-- c -->x", "<script>x</script>", "<p/ >", '<a href="x>y">'])
 def test_html_to_text_leaves_the_rest_to_htmlparser(html: str) -> None:
     assert _simple_parts(html) is None
+
+
+# --- invisible characters (issue #12, item 5) ---------------------------------------------------------
+
+# One of each class: soft hyphen, zero-width space, non-joiner, joiner, word joiner, BOM, bidi marks, bidi
+# embeddings and overrides, bidi isolates, Mongolian vowel separator, Arabic letter mark.
+INVISIBLES = [
+    "\u00ad",
+    "\u200b",
+    "\u200c",
+    "\u200d",
+    "\u2060",
+    "\ufeff",
+    "\u200e",
+    "\u200f",
+    *"\u202a\u202b\u202c\u202d\u202e",
+    *"\u2066\u2067\u2068\u2069",
+    "\u180e",
+    "\u061c",
+]
+
+
+@pytest.mark.parametrize("invisible", INVISIBLES)
+def test_an_invisible_character_inside_a_word_joins_it_and_offsets_keep_it(invisible: str) -> None:
+    text = f"Le géant Ali{invisible}baba recule, {invisible}Te{invisible}mu{invisible} aussi"
+    tokens = tokenise(text)
+    assert list(tokens.words) == ["le", "geant", "alibaba", "recule", "temu", "aussi"]
+    assert [text[s:e] for s, e in zip(tokens.starts, tokens.ends, strict=True)] == [
+        "Le",
+        "géant",
+        f"Ali{invisible}baba",
+        "recule",
+        f"Te{invisible}mu",  # a word's range never starts or ends on an invisible character
+        "aussi",
+    ]
+    assert normalise(text) == "le geant alibaba recule temu aussi"
+    assert term_words(f"l'Ali{invisible}baba") == ("alibaba",)
+
+
+def test_invisible_characters_do_not_count_between_words() -> None:
+    tokens = tokenise("Jack\u200b Ma, e\u00ad-commerce")
+    assert list(tokens.words) == ["jack", "ma", "e", "commerce"]
+    assert tokens.joined(0)  # "\u200b " is a space between two words of a phrase
+    assert not tokens.joined(1)  # ", " still ends one
+    assert tokens.joined(2)
+    assert tokens.short_hyphen_pairs({"ecommerce"}) == [(2, "ecommerce")]
+    assert tokens.cased(0) == "Jack"
+    assert tokenise("J\u200bD").cased(0) == "JD"
+
+
+def test_drop_invisible_removes_only_invisible_characters() -> None:
+    from alertd.normalise import INVISIBLE, drop_invisible  # imported here: the other tests run without them
+
+    assert sorted(INVISIBLE) == sorted(INVISIBLES)
+    assert drop_invisible("".join(INVISIBLES)) == ""
+    assert drop_invisible("Ali\u00adbaba \u200eShein\u00a0é") == "Alibaba Shein\u00a0é"
+    plain = "no invisible character here"
+    assert drop_invisible(plain) is plain
+
+
+@given(
+    st.lists(st.sampled_from(["", "", *INVISIBLES]), min_size=8, max_size=8),
+    st.sampled_from(["", "Le ", "d’", "(", "🔥 "]),
+    st.sampled_from(["", " recule", "-t-il", "."]),
+)
+def test_invisible_characters_anywhere_in_a_word_leave_it_whole(
+    inserted: list[str], before: str, after: str
+) -> None:
+    word = "".join(c + i for c, i in zip("Alibaba", inserted, strict=False)) + inserted[7]
+    text = inserted[0] + before + word + after
+    shown = word.strip("".join(INVISIBLES))  # what the word's range covers: first letter to last letter
+    tokens = tokenise(text)
+    assert "alibaba" in tokens.words
+    index = list(tokens.words).index("alibaba")
+    assert text[tokens.starts[index] : tokens.ends[index]] == shown
+    general = _tokenise_word_by_word(text)
+    assert (list(general.words), general.starts, general.ends) == (
+        list(tokens.words),
+        tokens.starts,
+        tokens.ends,
+    )
+
+
+def test_html_to_text_keeps_a_zero_width_space_only_inside_a_word() -> None:
+    cases = {
+        "Ali\u200bbaba": "Ali\u200bbaba",  # inside a word: kept, for matching to ignore and digests to drop
+        "Ali&shy;baba &#8203;Temu": "Ali\u00adbaba Temu",
+        # next to whitespace or at either end: whitespace, as before
+        "<p>\u200b\u200bLe prix \u200b\u200bsur\u200b</p>\u200b<p>x</p>": "Le prix sur\nx",
+        "a\u200b\nb\u200b \u00a0c\u200b\u3000d": "a b c \u3000d",
+    }
+    for html, expected in cases.items():
+        assert (html_to_text(html), html_to_text_by_parser(html)) == (expected, expected), html

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alertd.models import Digest, FeedHealth, Span
+from alertd.models import Digest, FeedHealth, Span, TopicRule
 from alertd.render import (
     check_templates,
     highlight_segments,
@@ -62,6 +62,8 @@ def env() -> jinja2.Environment:
 def fixture_digest() -> Digest:
     """A fixed digest: two topics, a story in three feeds, overflow, a long summary and a sick feed."""
     long_summary = " ".join(["Les exportations de vins et spiritueux progressent encore."] * 12)
+    long_summary += " Le cognac, lui, recule à Shanghai."
+    cognac = long_summary.index("cognac")
     matched = [
         matched_item(
             "echos-1",
@@ -80,6 +82,7 @@ def fixture_digest() -> Digest:
             link="https://www.lesechos.example/alibaba-paris",
         ),
         matched_item("monde-1", feed="Le Monde", story="alibaba-paris", seen_minutes_ago=20),
+        matched_item("echos-2", feed="Les Échos", story="alibaba-paris", seen_minutes_ago=45),
         matched_item("figaro-1", feed="Le Figaro", story="alibaba-paris", seen_minutes_ago=5),
         matched_item(
             "usine-1",
@@ -87,8 +90,8 @@ def fixture_digest() -> Digest:
             feed="L’Usine nouvelle",
             seen_minutes_ago=200,
             score=0.5,
-            terms=("temu",),
-            spans=(Span("title", 0, 4, "temu"),),
+            terms=("temu", "dgccrf"),
+            spans=(Span("title", 0, 4, "temu"), Span("link", 30, 36, "dgccrf")),
             summary="",
             link="javascript:alert(1)",
         ),
@@ -97,8 +100,13 @@ def fixture_digest() -> Digest:
             topic="export",
             title="Les exportations de cognac rebondissent",
             feed="La Tribune",
-            terms=("exportations",),
-            spans=(Span("title", 4, 16, "exportations"), Span("summary", 4, 16, "exportations")),
+            terms=("cognac", "exportations"),
+            spans=(
+                Span("title", 4, 16, "exportations"),
+                Span("title", 20, 26, "cognac"),
+                Span("summary", 4, 16, "exportations"),
+                Span("summary", cognac, cognac + 6, "cognac"),
+            ),
             summary=long_summary,
             published=NOW - timedelta(days=1),
         ),
@@ -118,6 +126,7 @@ def fixture_digest() -> Digest:
         matched,
         digest_id="4f1c2b9a0d3e4f5a6b7c8d9e0f1a2b3c",
         max_items_per_topic=2,
+        rules={"export": TopicRule("terms", 0.1)},
         feed_health=(
             FeedHealth(
                 "Le Parisien Éco",
@@ -589,3 +598,64 @@ def test_feed_health_speaks_the_readers_language(
     for line in expected:
         assert line in text
         assert line in shown
+
+
+# --- invisible characters (issue #12, item 5) ----------------------------------------------------------
+
+
+def test_highlight_segments_drop_invisible_characters_and_keep_the_highlight_on_its_letters() -> None:
+    title = "\u200eLe géant Ali\u00adbaba\u200b recule\ufeff"
+    start = title.index("Ali")
+    spans = (Span("title", start, start + len("Ali\u00adbaba"), "alibaba"),)
+
+    assert highlight_segments(title, spans, "title") == [
+        ("Le géant ", False),
+        ("Alibaba", True),
+        (" recule", False),
+    ]
+
+
+@pytest.mark.parametrize(
+    "invisible", ["\u00ad", "\u200b", "\u200d", "\u2060", "\ufeff", "\u200f", "\u202e", "\u2067"]
+)
+def test_highlight_segments_drop_every_kind_of_invisible_character(invisible: str) -> None:
+    text = f"Vu{invisible} : Te{invisible}mu{invisible} et Shein"
+    spans = (Span("summary", text.index("Te"), text.index("Te") + 5, "temu"),)
+
+    assert highlight_segments(text, spans, "summary") == [
+        ("Vu : ", False),
+        ("Temu", True),
+        (" et Shein", False),
+    ]
+
+
+def test_digest_parts_show_matched_words_without_invisible_characters(env: jinja2.Environment) -> None:
+    title = "Le géant Ali\u00adbaba recule"
+    summary = "Face à Te\u200dmu et \u200eShein, Ali\u200bbaba se replie."
+    spans = (
+        Span("title", 9, 17, "alibaba"),
+        Span("summary", summary.index("Te"), summary.index("Te") + 5, "temu"),
+        Span("summary", summary.index("Ali"), summary.index("Ali") + 8, "alibaba"),
+    )
+    item = matched_item("inv-1", title=title, summary=summary, spans=spans, terms=("alibaba", "temu"))
+    message = render_digest(digest_of([item]), env)
+    text, html = text_part(message), html_part(message)
+
+    assert re.search(r"<mark[^>]*>Alibaba</mark> recule", html)
+    assert re.search(r"Face à <mark[^>]*>Temu</mark> et Shein, <mark[^>]*>Alibaba</mark> se replie\.", html)
+    assert "Le géant Alibaba recule" in text
+    assert "Face à *Temu* et Shein, *Alibaba* se replie." in " ".join(text.split())
+    invisible = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
+    assert not invisible.search(text)
+    assert not invisible.search(html)
+
+
+def test_every_fixed_string_and_error_class_exists_in_both_languages() -> None:
+    from alertd.strings import ERROR_CLASSES, STRINGS
+
+    assert set(STRINGS["fr"]) == set(STRINGS["en"])
+    assert set(ERROR_CLASSES["fr"]) == set(ERROR_CLASSES["en"])
+
+
+def test_a_subject_never_carries_invisible_characters() -> None:
+    assert safe_header("Ali\u00adbaba re\u200bcule \u200eà Paris") == "Alibaba recule à Paris"

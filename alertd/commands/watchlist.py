@@ -10,7 +10,8 @@ from typing import Any, TextIO
 
 from alertd import schedule
 from alertd.commands import EXIT_OK, EXIT_USAGE, load, now
-from alertd.match import format_explanation, match_item
+from alertd.explain import explain_item, format_explanation
+from alertd.match import match_item
 from alertd.models import Match
 from alertd.text import html_to_text
 
@@ -44,49 +45,83 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    _, watchlist = load(args)
-    if args.text is not None:
-        matches = match_item(watchlist, args.text, "")
-        print(format_explanation(args.text, "", matches, watchlist))
+    """Explain the item given by ``--title``/``--summary``/``--link``/``--feed``, or match JSON lines.
+
+    A JSON line that is not an object with an ``id`` is reported on standard error with its line number and
+    skipped; the others are still matched, and the command then exits with EXIT_USAGE (2).
+    """
+    config, watchlist = load(args)
+    tags = {feed.name.casefold(): frozenset(feed.tags) for feed in config.feeds}
+    given = (args.title, args.summary, args.link, args.feed)
+    if any(value is not None for value in given):
+        feed = args.feed or ""
+        explanation = explain_item(
+            watchlist,
+            args.title or "",
+            html_to_text(args.summary or ""),
+            link=args.link or "",
+            feed_name=feed,
+            feed_tags=tags.get(feed.casefold(), frozenset()),
+        )
+        print(format_explanation(explanation))
         return EXIT_OK
+    bad = 0
     source: TextIO = args.input.open(encoding="utf-8") if args.input else sys.stdin
     with source:
-        for number, record in _json_lines(source):
+        for number, record, problem in _json_lines(source):
             if record is None:
-                print(f"alertd: line {number}: not a JSON object with an 'id'", file=sys.stderr)
-                return EXIT_USAGE
+                print(f"alertd: line {number}: {problem}; line skipped", file=sys.stderr)
+                bad += 1
+                continue
             title = _text_field(record, "title")
             summary = html_to_text(_text_field(record, "summary"))
-            matches = match_item(
-                watchlist,
-                title,
-                summary,
-                feed_name=_text_field(record, "feed"),
-                link=_text_field(record, "link"),
-            )
+            link = _text_field(record, "link")
+            feed = _text_field(record, "feed")
+            feed_tags = tags.get(feed.casefold(), frozenset())
             if args.explain:
+                explanation = explain_item(watchlist, title, summary, link, feed, feed_tags)
                 print(f"# {record['id']}")
-                print(format_explanation(title, summary, matches, watchlist))
+                print(format_explanation(explanation))
                 print()
-            else:
-                print(
-                    json.dumps(
-                        {"id": record["id"], "topics": [_match_json(m) for m in matches]}, ensure_ascii=False
-                    )
+                continue
+            matches = match_item(watchlist, title, summary, feed_name=feed, feed_tags=feed_tags, link=link)
+            print(
+                json.dumps(
+                    {"id": record["id"], "topics": [_match_json(m) for m in matches]}, ensure_ascii=False
                 )
+            )
+    if bad:
+        print(f"alertd: {bad} malformed input line{'s' if bad > 1 else ''} skipped", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 
-def _json_lines(source: TextIO) -> Iterator[tuple[int, dict[str, Any] | None]]:
+def _json_lines(source: TextIO) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    """(line number, record, "") per non-blank line, or (line number, None, what is wrong with it)."""
     for number, line in enumerate(source, start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
-            yield number, None
+        except json.JSONDecodeError as exc:
+            yield number, None, f"not JSON ({exc.msg} at column {exc.colno})"
             continue
-        yield number, record if isinstance(record, dict) and "id" in record else None
+        if not isinstance(record, dict):
+            yield number, None, f"not a JSON object with an 'id' (a JSON {_json_type(record)})"
+        elif "id" not in record:
+            yield number, None, "a JSON object without an 'id'"
+        else:
+            yield number, record, ""
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    return "number" if isinstance(value, int | float) else "null"
 
 
 def _text_field(record: dict[str, Any], name: str) -> str:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from alertd.config import MIN_RETENTION
 from alertd.models import Item, Match, MatchedItem
-from alertd.records import PollWrite
+from alertd.records import PollWrite, StoryCandidate
 from alertd.store.feeds import write_events, write_feed
 from alertd.store.rows import (
     MATCHED_COLUMNS,
@@ -19,6 +19,8 @@ from alertd.store.rows import (
     iso,
     item_from_row,
     matched_from_row,
+    shape_column,
+    shape_from_column,
 )
 from alertd.store.schema import Database
 
@@ -39,7 +41,8 @@ class ItemTables(Database):
             write_feed(db, write.feed)
             cursor = db.executemany(
                 "INSERT OR IGNORE INTO items (key, feed_url, story_key, title, summary_text, summary_html,"
-                " link, published, first_seen, last_seen, link_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " link, published, first_seen, last_seen, link_key, shape)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         item.key,
@@ -53,11 +56,16 @@ class ItemTables(Database):
                         stamp,
                         stamp,
                         item.link_key,
+                        shape_column(item.shape),
                     )
                     for item in write.new_items
                 ],
             )
             inserted = max(cursor.rowcount, 0)
+            db.executemany(
+                "INSERT OR IGNORE INTO story_marks (mark, item_key, first_seen) VALUES (?, ?, ?)",
+                [(mark, item.key, stamp) for item in write.new_items for mark in item.marks],
+            )
             # last_seen only feeds retention (counted in days, >= 90): rewriting it, and its index, at every
             # poll of every item would be most of a steady poll's writes. It is refreshed once it is a day old.
             stale = iso(now - LAST_SEEN_RESOLUTION)
@@ -113,6 +121,31 @@ class ItemTables(Database):
             )
             known.update(row[0] for row in rows)
         return known
+
+    def story_candidates(self, marks: Iterable[str], since: datetime) -> list[StoryCandidate]:
+        """Stored items that share one of ``marks`` (see :func:`alertd.stories.marks`): by their link key at
+        any age, by their title or SimHash bands if first seen at or after ``since`` (the story window)."""
+        wanted = sorted(set(marks))
+        found: dict[str, StoryCandidate] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks_sql = ",".join("?" * len(chunk))
+            query = (
+                "SELECT DISTINCT i.key, i.story_key, i.title, i.first_seen, i.link_key, i.shape"  # noqa: S608
+                " FROM story_marks m JOIN items i ON i.key = m.item_key"
+                f" WHERE m.mark IN ({marks_sql}) AND (m.first_seen >= ? OR m.mark LIKE 'link:%')"
+            )
+            rows = self._db.execute(query, (*chunk, iso(since)))
+            for row in rows:
+                found[row[0]] = StoryCandidate(
+                    item_key=row[0],
+                    story_key=row[1],
+                    title=row[2],
+                    first_seen=datetime.fromisoformat(row[3]),
+                    link_key=row[4],
+                    shape=shape_from_column(row[5]),
+                )
+        return list(found.values())
 
     def recent_arrivals(self, feed_url: str, after: datetime, limit: int) -> list[datetime]:
         """First-seen times of the feed's newest ``limit`` items first seen after ``after`` (its seeding)."""

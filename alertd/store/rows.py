@@ -51,6 +51,15 @@ def column(row: sqlite3.Row, name: str) -> object:
     return row[name] if name in row.keys() else None  # noqa: SIM118 - sqlite3.Row has no __contains__ on names
 
 
+def shape_column(shape: int | None) -> int | None:
+    """A 64-bit SimHash as SQLite's signed 64-bit INTEGER."""
+    return None if shape is None else shape - (1 << 64) if shape >= 1 << 63 else shape
+
+
+def shape_from_column(value: object) -> int | None:
+    return None if value is None else int(str(value)) & ((1 << 64) - 1)
+
+
 def encode_match(match: Match) -> tuple[str, str, float]:
     spans = [[s.field, s.start, s.end, s.term] for s in match.spans]
     return (

@@ -198,6 +198,19 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE feeds ADD COLUMN last_new_at TEXT;
     UPDATE feeds SET last_new_at = (SELECT MAX(first_seen) FROM items i WHERE i.feed_url = feeds.url);
     """,
+    # 7: stories, not links. An item's story key may now be another item's (a copy of its story under another
+    # URL, see alertd.stories); each item that can reach a reader is indexed by the marks a later copy finds it
+    # by (its link key, its title words, the bands of its SimHash), and keeps its SimHash to be compared.
+    """
+    ALTER TABLE items ADD COLUMN shape INTEGER;
+    CREATE TABLE story_marks (
+        mark TEXT NOT NULL,
+        item_key TEXT NOT NULL REFERENCES items (key) ON DELETE CASCADE,
+        first_seen TEXT NOT NULL,
+        PRIMARY KEY (mark, item_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX story_marks_by_item ON story_marks (item_key);
+    """,
 )
 
 
