@@ -129,6 +129,7 @@ _DIGEST = {
     "debounce": Option(duration, timedelta(minutes=2)),
     "feed_health_after": Option(duration_at_least(timedelta(minutes=1)), timedelta(hours=6)),
     "story_window": Option(duration_at_least(timedelta(minutes=1)), timedelta(hours=48)),
+    "admin_contact": Option(lambda value: mail_address(value).text()),
 }
 _METRICS = {"listen": Option(listen_address)}
 
@@ -218,6 +219,8 @@ class DigestConfig:
     """A feed failing for longer than this is reported in digests."""
     story_window: timedelta = default("digest", "story_window")
     """Copies of a story first seen this close are one story by their title (:mod:`alertd.stories`)."""
+    admin_contact: str | None = None
+    """Who readers write to to change or stop their mail (footer, ``List-Unsubscribe``); None: ``from``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,7 @@ def digest_for(
         language=subscriber.language,
         kind=kind,
         rules=rules,
+        contact=config.digest.admin_contact,
     )
 
 
@@ -127,6 +128,7 @@ def build_digest(
     already_sent: Collection[tuple[str, str]] = (),
     kind: MessageKind = "digest",
     rules: Mapping[str, TopicRule] | None = None,
+    contact: str | None = None,
 ) -> Digest:
     """Group ``matched`` by topic (in ``topic_names`` order), one ranked Story per story, capped per topic.
 
@@ -159,6 +161,7 @@ def build_digest(
         feed_health=tuple(feed_health),
         language=language,
         kind=kind,
+        contact=contact,
     )
 
 

@@ -250,6 +250,8 @@ class Digest:
     feed_health: tuple[FeedHealth, ...] = field(default=())
     kind: Literal["digest", "alert"] = "digest"
     """"digest" (scheduled) or "alert" (a short message for a priority topic, sent right away)."""
+    contact: str | None = None
+    """Who the reader writes to to change or stop these emails (``[digest] admin_contact``); None: the sender."""
 
     @property
     def story_count(self) -> int:

@@ -22,7 +22,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -46,6 +46,7 @@ __all__ = [
     "highlight_segments",
     "http_link",
     "list_id_for",
+    "list_unsubscribe_for",
     "load_templates",
     "local_time",
     "message_id_for",
@@ -348,6 +349,7 @@ def _headers(digest: Digest, subject: str, list_id_domain: str) -> list[tuple[st
         ("Date", format_datetime(_utc(digest.generated_at), usegmt=True)),
         ("Message-ID", message_id_for(digest.digest_id)),
         ("List-Id", list_id_for(digest.subscriber_email, list_id_domain)),
+        ("List-Unsubscribe", list_unsubscribe_for(digest)),
         ("Auto-Submitted", "auto-generated"),
         ("X-Auto-Response-Suppress", "All"),
     ]
@@ -364,6 +366,16 @@ def list_id_for(subscriber_email: str, list_id_domain: str) -> str:
     token = hashlib.sha256(subscriber_email.strip().casefold().encode("utf-8")).hexdigest()[:16]
     domain = _MESSAGE_ID_UNSAFE.sub("", list_id_domain) or "alertd.local"
     return f"alertd digest <{token}.{domain}>"
+
+
+def list_unsubscribe_for(digest: Digest) -> str:
+    """``List-Unsubscribe`` (RFC 2369): a ``mailto:`` to the contact (``[digest] admin_contact``, else the
+    sender) whose subject names the subscriber and the topics of this mail, so that a mail client's unsubscribe
+    button, and a filter on the admin's side, say who wants out of what."""
+    to = parse_address(digest.contact or digest.sender).addr_spec
+    topics = ",".join(section.topic_id for section in digest.sections)
+    subject = f"unsubscribe {digest.subscriber_email} {topics}".strip()
+    return f"<mailto:{quote(to, safe='@')}?subject={quote(subject, safe='')}>"
 
 
 def _utc(moment: datetime) -> datetime:

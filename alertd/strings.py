@@ -32,12 +32,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "since": "depuis",
         "colon": " :",
         "sent_by": "Envoyé par alertd à",
-        "from_config": "d’après la configuration",
-        "and_watchlist": "et la liste de veille",
-        "config": "Configuration",
-        "watchlist": "Liste de veille",
-        "change": "Pour changer vos sujets ou votre calendrier, ou ne plus recevoir ces e-mails, modifiez "
-        "votre entrée [[subscriber]] dans ce fichier de configuration.",
+        "change": "Pour changer vos sujets ou votre calendrier, ou ne plus recevoir ces e-mails, écrivez à "
+        "{contact} (ou utilisez le bouton « Se désabonner » de votre messagerie).",
         "alert_note": "Envoyé tout de suite : ces sujets sont prioritaires. Ces articles figureront aussi "
         "dans votre prochaine veille.",
         "health_gone": "n’existe plus (HTTP 410) : alertd a cessé de l’interroger",
@@ -70,12 +66,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "since": "since",
         "colon": ":",
         "sent_by": "Sent by alertd to",
-        "from_config": "from the config",
-        "and_watchlist": "and the watchlist",
-        "config": "Config",
-        "watchlist": "Watchlist",
-        "change": "To change your topics or schedule, or to stop these emails, edit your [[subscriber]] "
-        "entry in that config file.",
+        "change": "To change your topics or schedule, or to stop these emails, write to {contact} (or use "
+        "your mail client's Unsubscribe button).",
         "alert_note": "Sent right away: these topics are high priority. These stories will also be in your "
         "next digest.",
         "health_gone": "gone (HTTP 410): alertd stopped polling it",

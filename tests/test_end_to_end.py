@@ -236,3 +236,24 @@ def test_check_config_accepts_the_shipped_example() -> None:
     assert 0 == result.returncode, result.stderr
     assert "topics: chinese-ecommerce, french-exports" in result.stdout
     assert "delivery:    maildir" in result.stdout
+
+
+def test_a_one_story_mail_leads_with_its_headline_and_says_who_to_write_to(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.route("/rss/conso/", make_rss([TEMU]))
+    config = write_config(tmp_path, feed_server.url("/rss/conso/"), delivery='[delivery]\nmethod = "maildir"')
+    with config.open("a", encoding="utf-8") as more:
+        more.write('\n[digest]\nadmin_contact = "Alice Martin <alice@example.org>"\n')
+
+    run = alertd("run", "--once", "-c", str(config))
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    (message,) = maildir_messages(tmp_path / "var/mail")
+    assert message["Subject"] == f"{TEMU['title']} [alertd · E-commerce chinois]"
+    assert message["List-Unsubscribe"] == (
+        "<mailto:alice@example.org?subject=unsubscribe%20reader%40example.org%20chinese-ecommerce>"
+    )
+    for part in parts(message):
+        flat = " ".join(part.split())
+        assert "Alice Martin" in flat and str(tmp_path) not in flat

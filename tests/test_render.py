@@ -42,6 +42,7 @@ EXPECTED_HEADERS = sorted(
         "date",
         "message-id",
         "list-id",
+        "list-unsubscribe",
         "auto-submitted",
         "x-auto-response-suppress",
         "mime-version",
@@ -213,12 +214,58 @@ def test_parts_are_text_then_html_utf8_without_disposition(env: jinja2.Environme
 
 @pytest.mark.parametrize(
     ("count", "expected"),
-    [(0, "[alertd] 0 stories"), (1, "[alertd] 1 story — E-commerce chinois (1): Story k0")],
+    [
+        (0, "[alertd] 0 stories"),
+        (2, "[alertd] 2 stories — E-commerce chinois (2): Story k0"),
+    ],
 )
 def test_subject_counts_stories(env: jinja2.Environment, count: int, expected: str) -> None:
     digest = digest_of([matched_item(f"k{i}") for i in range(count)])
 
     assert render_digest(digest, env)["Subject"] == expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "language", "expected"),
+    [
+        ("digest", "fr", "Temu recule en Europe [alertd · E-commerce chinois]"),
+        ("alert", "fr", "Temu recule en Europe [Alerte alertd · E-commerce chinois]"),
+        ("alert", "en", "Temu recule en Europe [alertd alert · E-commerce chinois]"),
+    ],
+)
+def test_a_one_story_subject_starts_with_its_headline(
+    env: jinja2.Environment, kind: str, language: str, expected: str
+) -> None:
+    digest = digest_of([matched_item("k", title="Temu recule en Europe")], kind=kind, language=language)
+
+    assert render_digest(digest, env)["Subject"] == expected
+
+
+def test_list_unsubscribe_mails_the_contact_naming_the_subscriber_and_the_topics(
+    env: jinja2.Environment,
+) -> None:
+    stories = [matched_item("a"), matched_item("b", topic="export")]
+    to_sender = parsed(render_digest(digest_of(stories, sender="Veille <alertd@example.invalid>"), env))
+    to_admin = parsed(render_digest(digest_of(stories, contact="Alice <alice@example.invalid>"), env))
+
+    assert to_sender["List-Unsubscribe"] == (
+        "<mailto:alertd@example.invalid?subject=unsubscribe%20marie%40example.invalid%20ecom%2Cexport>"
+    )
+    assert to_admin["List-Unsubscribe"].startswith(
+        "<mailto:alice@example.invalid?subject=unsubscribe%20marie"
+    )
+    footer = " ".join(
+        text_part(render_digest(digest_of(stories, contact="Alice <alice@example.invalid>"), env)).split()
+    )
+    assert "write to Alice <alice@example.invalid>" in footer
+
+
+def test_the_footer_names_no_server_path(env: jinja2.Environment) -> None:
+    message = render_digest(fixture_digest(), env)
+
+    for part in (text_part(message), html_part(message)):
+        assert "/etc/alertd" not in part and "[[subscriber]]" not in part
+        assert "alertd@example.invalid" in part
 
 
 def test_subject_is_capped_at_200_characters(env: jinja2.Environment) -> None:
@@ -439,7 +486,7 @@ def test_html_part_shows_highlights_also_in_why_overflow_and_feed_health(env: ji
     assert "Why: <code" in html
     assert "+2 more" in html
     assert "Le Parisien Éco" in html
-    assert "[[subscriber]]" in html and "/etc/alertd/alertd.toml" in html
+    assert "/etc/alertd/alertd.toml" not in html and "Unsubscribe" in html
 
 
 def test_non_http_link_is_rendered_as_plain_text(env: jinja2.Environment) -> None:
