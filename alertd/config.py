@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from alertd import schedule as schedule_mod
-from alertd.errors import ConfigError, Problem
+from alertd.errors import ConfigError, Problem, did_you_mean
 from alertd.mailaddr import MailAddress
 from alertd.models import MessageLanguage
 from alertd.quiet import QuietHours
@@ -45,9 +45,6 @@ DEFAULT_USER_AGENT = "alertd/0.1 (+https://example.invalid/alertd; self-hosted n
 MIN_RETENTION = timedelta(days=90)
 """Items are remembered at least this long after they left their feed (RELIABILITY I5): a shorter memory would
 let an item that left its feed and came back be alerted again."""
-CONFIG_SEARCH_PATH = tuple(
-    map(Path, ("alertd.toml", "~/.config/alertd/alertd.toml", "/etc/alertd/alertd.toml"))
-)
 
 FirstPoll = Literal["seed", "alert"]
 DeliveryMethod = Literal["maildir", "mbox", "smtp"]
@@ -246,19 +243,6 @@ class Config:
 # --- loading ------------------------------------------------------------------------------------------
 
 
-def find_config(explicit: str | None, environ: Mapping[str, str]) -> Path:
-    """The config path: ``-c``, then ``$ALERTD_CONFIG``, then ./alertd.toml, ~/.config/..., /etc/alertd/..."""
-    if explicit:
-        return Path(explicit)
-    if environ.get("ALERTD_CONFIG"):
-        return Path(environ["ALERTD_CONFIG"])
-    for candidate in CONFIG_SEARCH_PATH:
-        path = candidate.expanduser()
-        if path.exists():
-            return path
-    return CONFIG_SEARCH_PATH[0]
-
-
 def load_config(
     path: Path, *, known_topics: frozenset[str] | None = None, environ: Mapping[str, str] = os.environ
 ) -> Config:
@@ -323,7 +307,7 @@ class _Loader:
                 continue
             option = options.get(key)
             if option is None:
-                self.problem((*where, key), f"unknown key {key!r}{_suggest(key, options)}")
+                self.problem((*where, key), f"unknown key {key!r}{did_you_mean(key, options)}")
                 continue
             try:
                 values[key] = option.convert(value)
@@ -466,7 +450,7 @@ class _Loader:
                         self.problem(
                             (*where, "topics", i),
                             f"topic {topic!r} is not defined in the watchlist"
-                            f"{_suggest(topic, dict.fromkeys(known_topics))}",
+                            f"{did_you_mean(topic, known_topics)}",
                         )
             if values.get("email") is None or values.get("schedule") is None:
                 continue
@@ -493,10 +477,3 @@ _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 def _header_form(address: MailAddress | str) -> str:
     """The sender as written (a default from the option table is plain text, already valid)."""
     return address if isinstance(address, str) else address.text()
-
-
-def _suggest(key: str, options: Mapping[str, Any]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(key, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

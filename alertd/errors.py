@@ -4,6 +4,7 @@ Hierarchy::
 
     AlertdError
     ├── ConfigError                 config or watchlist invalid (exit status 78)
+    │   └── ConfigNotFoundError     no config named, none where alertd looks (names the places searched)
     ├── FetchError                  a feed could not be fetched (carries the feed URL and an error class)
     ├── ParseError                  fetched bytes are not a usable feed
     ├── StoreError                  the state database is unusable (wrong schema version, corrupt)
@@ -20,7 +21,8 @@ with ``raise ... from``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +61,27 @@ class ConfigError(AlertdError):
     @classmethod
     def single(cls, path: Path, message: str, key: str = "", line: int = 1, col: int = 1) -> ConfigError:
         return cls([Problem(path, line, col, key, message)])
+
+
+def did_you_mean(word: str, choices: Iterable[str], show: Callable[[str], str] = repr) -> str:
+    """``" (did you mean 'x'?)"`` for the choice closest to a misspelt ``word`` (written by ``show``), ``""``
+    when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {show(close[0])}?)" if close else ""
+
+
+class ConfigNotFoundError(ConfigError):
+    """No config file was named (``-c``, ``$ALERTD_CONFIG``) and none is where alertd looks for one."""
+
+    def __init__(self, searched: Sequence[Path]) -> None:
+        self.problems = ()
+        self.searched = tuple(searched)
+        places = ", ".join(str(path) for path in self.searched)
+        AlertdError.__init__(
+            self,
+            f"alertd: no config file found (looked for {places}; $ALERTD_CONFIG is not set): pass -c FILE, "
+            "or write a commented example with `alertd init DIR`",
+        )
 
 
 class FetchError(AlertdError):

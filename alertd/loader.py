@@ -7,16 +7,36 @@ the first file that has problems, each at ``PATH:LINE:COL``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
 from alertd.config import Config, load_config
-from alertd.errors import ConfigError
+from alertd.errors import ConfigError, ConfigNotFoundError
 from alertd.render import check_templates, load_templates
 from alertd.watchlist import Watchlist, load_watchlist
 
 T = TypeVar("T")
+
+CONFIG_SEARCH_PATH = tuple(
+    map(Path, ("alertd.toml", "~/.config/alertd/alertd.toml", "/etc/alertd/alertd.toml"))
+)
+"""Where alertd looks for its config when neither ``-c`` nor ``$ALERTD_CONFIG`` names one, in this order."""
+
+
+def find_config(explicit: str | None, environ: Mapping[str, str] = os.environ) -> Path:
+    """The config path: ``-c``, then ``$ALERTD_CONFIG``, then the first of ./alertd.toml, ~/.config/...,
+    /etc/alertd/... that exists; :class:`ConfigNotFoundError` (naming them) when none does."""
+    if explicit:
+        return Path(explicit)
+    if environ.get("ALERTD_CONFIG"):
+        return Path(environ["ALERTD_CONFIG"])
+    for candidate in CONFIG_SEARCH_PATH:
+        path = candidate.expanduser()
+        if path.exists():
+            return path
+    raise ConfigNotFoundError([candidate.expanduser() for candidate in CONFIG_SEARCH_PATH])
 
 
 def load_all(config_path: Path) -> tuple[Config, Watchlist]:

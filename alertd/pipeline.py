@@ -30,6 +30,7 @@ from alertd.models import FeedHealth, FetchResult, FetchStatus, Item
 from alertd.records import MessageKind, SubscriberState
 from alertd.runtime import Runtime, poll_slot
 from alertd.store import Store
+from alertd.strings import counted
 from alertd.watchlist import Watchlist
 
 __all__ = [
@@ -103,7 +104,12 @@ async def poll_feed(rt: Runtime, feed: FeedConfig, now: datetime) -> polling.Pol
         topic_matches=tuple(Counter(match.topic_id for _, match in matches).items()),
     )
     if report.status == "ok" and report.new_items:
-        log.info("feed %s: %d new items, %d matches", feed.name, report.new_items, report.matches)
+        log.info(
+            "feed %s: %s, %s",
+            feed.name,
+            counted(report.new_items, "new item"),
+            counted(report.matches, "match", "matches"),
+        )
     return report
 
 
@@ -308,7 +314,8 @@ def _queue(
     )
     if kind == "digest":
         failpoint("after_outbox_commit")
-    log.info("%s for %s queued: %d matches (%s)", kind, email_address, len(pending), message["Message-ID"])
+    matches = counted(len(pending), "match", "matches")
+    log.info("%s for %s queued: %s (%s)", kind, email_address, matches, message["Message-ID"])
     return outbox_id
 
 

@@ -26,6 +26,7 @@ from alertd.config import FeedConfig, PollConfig
 from alertd.identify import is_flood, novel_items
 from alertd.models import ErrorClass, FetchResult, FetchStatus, Item
 from alertd.records import FeedEventKind, FeedState, PollWrite
+from alertd.strings import counted
 
 PollStatus = Literal["ok", "not_modified", "unchanged", "seeded", "gone", "error", "skipped"]
 """ok: parsed, new items (if any) recorded; not_modified: 304; unchanged: the same bytes as last time; seeded:
@@ -306,7 +307,7 @@ def _parsed(
         log += (
             (
                 logging.INFO,
-                f"feed {feed.name}: first poll, {len(new_items)} items marked seen without alerting",
+                f"feed {feed.name}: first poll, {counted(len(new_items), 'item')} marked seen without alerting",
             ),
         )
     write = PollWrite(

@@ -6,7 +6,7 @@ One table per purpose, one entry per language; a test checks both languages have
 
 from __future__ import annotations
 
-__all__ = ["ERROR_CLASSES", "STRINGS"]
+__all__ = ["ERROR_CLASSES", "STRINGS", "counted"]
 
 #: Every fixed string of the default templates, per language; templates get the reader's as ``t``.
 STRINGS: dict[str, dict[str, str]] = {
@@ -27,6 +27,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "rule_score": "score {score} (seuil {min})",
         "why": "Pourquoi",
         "more": "autres",
+        "more_one": "autre",
         "already_sent": "déjà envoyé",
         "feed_health": "État des flux",
         "since": "depuis",
@@ -61,6 +62,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "rule_score": "score {score} (threshold {min})",
         "why": "Why",
         "more": "more",
+        "more_one": "more",
         "already_sent": "already sent",
         "feed_health": "Feed health",
         "since": "since",
@@ -114,3 +116,8 @@ ERROR_CLASSES: dict[str, dict[str, str]] = {
         "protocol_error": "invalid HTTP response",
     },
 }
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``"1 new item"``, ``"2 new items"``: a count and its noun, in the English of the logs."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"

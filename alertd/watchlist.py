@@ -41,7 +41,7 @@ from alertd.conditions import (
     compile_predicate,
     evaluate,
 )
-from alertd.errors import ConfigError, Problem
+from alertd.errors import ConfigError, Problem, did_you_mean
 from alertd.normalise import term_words
 from alertd.query import (
     QAnd,
@@ -197,7 +197,10 @@ class _Compiler(TermReader):
     def compile(self) -> list[Topic]:
         data = self.doc.data
         for key in sorted(set(data) - _TOP_KEYS):
-            self.report((key,), f"unknown key {key!r} (expected [[topic]] tables and [sets])")
+            self.report(
+                (key,),
+                f"unknown key {key!r}{did_you_mean(key, _TOP_KEYS)} (expected [[topic]] tables and [sets])",
+            )
         self._compile_sets(data.get("sets", {}))
         raw_topics = data.get("topic", [])
         if not isinstance(raw_topics, list) or not all(isinstance(t, dict) for t in raw_topics):
@@ -248,7 +251,7 @@ class _Compiler(TermReader):
     def _topic(self, index: int, raw: dict[str, Any]) -> Topic | None:
         where: KeyPath = ("topic", index)
         for key in sorted(set(raw) - _TOPIC_KEYS):
-            self.report((*where, key), f"unknown topic key {key!r}")
+            self.report((*where, key), f"unknown topic key {key!r}{did_you_mean(key, _TOPIC_KEYS)}")
         topic_id = self._required_string(where, raw, "id")
         name = self._required_string(where, raw, "name")
         if topic_id and not _ID.fullmatch(topic_id):
@@ -370,10 +373,14 @@ class _Compiler(TermReader):
             out += [with_scope(m, spec.scope, spec.where) for m in members]
         return out
 
+    def _known_sets(self, name: str) -> str:
+        """What to say after an unknown set's name: the closest set, then those defined."""
+        known = ", ".join(f"@{n}" for n in sorted(self.sets)) or "none defined"
+        return f"{did_you_mean(name, self.sets, show=lambda close: '@' + close)} (known: {known})"
+
     def _set_members(self, where: KeyPath, name: str) -> list[TermSpec]:
         if name not in self.sets:
-            known = ", ".join(f"@{n}" for n in sorted(self.sets)) or "none defined"
-            self.report(where, f"unknown set @{name} (known: {known})")
+            self.report(where, f"unknown set @{name}{self._known_sets(name)}")
             return []
         self._used_sets.add(name)
         return self.sets[name]
@@ -463,8 +470,7 @@ class _Compiler(TermReader):
         if isinstance(atom, QSet):
             if atom.name not in self.sets:
                 line, col = self._position_in_value(key, atom.offset)
-                known = ", ".join(f"@{n}" for n in sorted(self.sets)) or "none defined"
-                self.report_at(key, line, col, f"unknown set @{atom.name} (known: {known})")
+                self.report_at(key, line, col, f"unknown set @{atom.name}{self._known_sets(atom.name)}")
                 return []
             members = self._set_members(key, atom.name)
             return [Leaf(self._term_id(with_scope(m, scope, key))) for m in members]

@@ -172,3 +172,38 @@ def test_replay_and_replay_deliver(tmp_path: Path, config: Path) -> None:
     mail = list((tmp_path / "var" / "mail" / "new").iterdir())
     assert 1 == len(mail)
     assert "Le cognac" in mail[0].read_text()
+
+
+def test_without_a_config_anywhere_the_error_names_every_place_searched(tmp_path: Path) -> None:
+    if Path("/etc/alertd/alertd.toml").exists():
+        pytest.skip("this machine has a system-wide config, which alertd would find")
+    home = tmp_path / "home"
+    home.mkdir()
+
+    result = alertd("status", cwd=tmp_path, env={"HOME": str(home), "ALERTD_CONFIG": ""})
+
+    assert result.returncode == 78
+    assert "no config file found" in result.stderr
+    for place in ("alertd.toml", f"{home}/.config/alertd/alertd.toml", "/etc/alertd/alertd.toml"):
+        assert place in result.stderr
+    assert "alertd init" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_misspelt_watchlist_keys_sets_and_topics_get_a_did_you_mean(tmp_path: Path, config: Path) -> None:
+    (tmp_path / "watchlist.toml").write_text(
+        '[sets]\nsingles_day = ["double 11"]\n\n[[topic]]\nid = "ecom"\nname = "E-commerce"\n'
+        'prority = "immediate"\nany = ["@singles_dya"]\nquery = "(alibaba OR temu"\n',
+        encoding="utf-8",
+    )
+
+    checked = alertd("check-config", "-c", str(config))
+
+    assert checked.returncode == 78
+    assert "unknown topic key 'prority' (did you mean 'priority'?)" in checked.stderr
+    assert "unknown set @singles_dya (did you mean @singles_day?)" in checked.stderr
+    assert "watchlist.toml:9:10: topic[0].query: invalid query: unclosed parenthesis" in checked.stderr
+
+    (tmp_path / "watchlist.toml").write_text(WATCHLIST, encoding="utf-8")
+    replayed = alertd("replay", "-c", str(config), "--topic", "chinese-ecomerce")
+    assert replayed.returncode == 2
+    assert "(did you mean 'chinese-ecommerce'?)" in replayed.stderr

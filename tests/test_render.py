@@ -706,3 +706,15 @@ def test_every_fixed_string_and_error_class_exists_in_both_languages() -> None:
 
 def test_a_subject_never_carries_invisible_characters() -> None:
     assert safe_header("Ali\u00adbaba re\u200bcule \u200eà Paris") == "Alibaba recule à Paris"
+
+
+@pytest.mark.parametrize(("language", "more"), [("fr", "+1 autre :"), ("en", "+1 more:")])
+def test_one_story_past_the_cap_is_counted_in_the_singular(
+    env: jinja2.Environment, language: str, more: str
+) -> None:
+    digest = digest_of([matched_item("a"), matched_item("b")], max_items_per_topic=1, language=language)
+
+    message = render_digest(digest, env)
+
+    assert more in text_part(message)
+    assert more.rstrip(": ") in html_part(message)

@@ -10,7 +10,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from alertd.config import Config, SubscriberConfig, find_config
+from alertd.config import Config, SubscriberConfig
 from alertd.watchlist import Watchlist
 
 UTC = timezone.utc  # datetime.UTC is Python 3.11+
@@ -20,6 +20,8 @@ EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE: the reader of standard output went away
 
 
 def config_path(args: argparse.Namespace) -> Path:
+    from alertd.loader import find_config
+
     return find_config(args.config, os.environ)
 
 

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 from alertd import schedule
 from alertd.commands import EXIT_OK, EXIT_USAGE, load, now
+from alertd.errors import did_you_mean
 from alertd.explain import explain_item, format_explanation
 from alertd.match import match_item
 from alertd.models import Match
@@ -148,7 +149,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"alertd: --since: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.topic and watchlist.topic(args.topic) is None:
-        print(f"alertd: --topic: no topic {args.topic!r} in {config.watchlist}", file=sys.stderr)
+        hint = did_you_mean(args.topic, [topic.id for topic in watchlist.topics])
+        print(f"alertd: --topic: no topic {args.topic!r} in {config.watchlist}{hint}", file=sys.stderr)
         return EXIT_USAGE
     if not config.state_path.exists():
         print(f"no state yet at {config.state_path}: run alertd first")
