@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ from alertd.validators import (
     int_range,
     listen_address,
     mail_address,
+    network_list,
     nonempty,
     path,
     quiet_hours,
@@ -91,6 +93,7 @@ _POLL = {
     "jitter": Option(fraction, 0.1),
     "min_interval": Option(duration_at_least(timedelta(minutes=1)), timedelta(minutes=15)),
     "max_interval": Option(duration, timedelta(hours=24)),
+    "allow_private": Option(network_list, ()),
 }
 _FEED = {
     "url": Option(http_url, required=True),
@@ -164,6 +167,8 @@ class PollConfig:
     jitter: float = default("poll", "jitter")
     min_interval: timedelta = default("poll", "min_interval")
     max_interval: timedelta = default("poll", "max_interval")
+    allow_private: tuple[IPv4Network | IPv6Network, ...] = default("poll", "allow_private")
+    """Non-public networks a feed's host name may resolve to (an intranet feed); ``ALERTD_ALLOW_PRIVATE`` adds."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,8 @@ Exceptions, both chosen by the admin (:func:`may_connect`):
 
 - a feed whose configured URL names a literal IP address or ``localhost`` (its redirects may stay on that
   same host);
-- the networks of ``ALERTD_ALLOW_PRIVATE`` (comma-separated CIDRs). An address in an allowed network is
+- the networks of ``[poll] allow_private`` in the config, and of ``ALERTD_ALLOW_PRIVATE`` (comma-separated
+  CIDRs, added to the config's: an override for one run). An address in an allowed network is
   allowed, provided any IPv4 address it carries is public or allowed too: allowing ``64:ff9b::/96`` (NAT64 on
   an IPv6-only host) reaches public IPv4 hosts, not ``64:ff9b::10.0.0.1``. The IPv4-mapped form of an allowed
   IPv4 address is allowed (the kernel connects to that IPv4 address itself); its compatible, NAT64, 6to4 and

@@ -19,6 +19,7 @@ from alertd.config import Config
 from alertd.deliver import read_smtp_password
 from alertd.fetch import FetchPolicy, make_client
 from alertd.metrics import Metrics
+from alertd.netguard import allow_private_from_env
 from alertd.parse import ParserPool
 from alertd.records import AttemptRecord
 from alertd.render import load_templates
@@ -69,6 +70,7 @@ def fetch_policy(config: Config) -> FetchPolicy:
         user_agent=config.poll.user_agent,
         deadline=config.poll.timeout.total_seconds(),
         max_body_bytes=config.poll.max_body_bytes,
+        allow_private=config.poll.allow_private + allow_private_from_env(),
     )
 
 

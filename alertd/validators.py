@@ -5,6 +5,7 @@ The config's option table (:data:`alertd.config.OPTIONS`) pairs each option with
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -73,6 +74,18 @@ def string_list(value: Any) -> tuple[str, ...]:
         if not isinstance(element, str):
             raise ValueError(f"expected an array of strings, found {type_name(element)}")
     return tuple(value)
+
+
+def network_list(value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """An array of networks in CIDR notation (``"10.0.0.0/8"``, ``"fd00::/8"``; a bare address is a /32 or
+    /128)."""
+    networks = []
+    for cidr in string_list(value):
+        try:
+            networks.append(ipaddress.ip_network(cidr.strip(), strict=False))
+        except ValueError as exc:
+            raise ValueError(f"not a network in CIDR notation: {cidr!r} (e.g. '10.0.0.0/8')") from exc
+    return tuple(networks)
 
 
 _URL = re.compile(r"^https?://[^\s/]+", re.IGNORECASE)

@@ -257,3 +257,44 @@ def test_a_one_story_mail_leads_with_its_headline_and_says_who_to_write_to(
     for part in parts(message):
         flat = " ".join(part.split())
         assert "Alice Martin" in flat and str(tmp_path) not in flat
+
+
+def _loopback_host_name() -> str:
+    """A name of this machine that resolves to a loopback address and is not ``localhost`` (which alertd allows
+    as it allows a literal address); skips when there is none."""
+    import ipaddress
+    import socket
+
+    name = socket.gethostname()
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(name, 80, proto=socket.IPPROTO_TCP)}
+    except OSError:
+        addresses = set()
+    if name == "localhost" or "127.0.0.1" not in addresses:
+        pytest.skip(f"this machine's name {name!r} does not resolve to 127.0.0.1")
+    assert all(ipaddress.ip_address(a).is_loopback for a in addresses)
+    return name
+
+
+def test_a_feed_on_a_private_address_is_refused_unless_the_config_allows_its_network(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.route("/intranet.xml", make_rss([TEMU]))
+    url = feed_server.url("/intranet.xml", host=_loopback_host_name())
+    config = write_config(tmp_path, url, delivery='[delivery]\nmethod = "maildir"')
+
+    refused = alertd("run", "--once", "-c", str(config))
+
+    assert refused.returncode == 1
+    assert "ssrf_blocked" in refused.stdout + refused.stderr
+    assert maildir_messages(tmp_path / "var/mail") == []
+
+    text = config.read_text(encoding="utf-8").replace(
+        "[poll]\n", '[poll]\nallow_private = ["127.0.0.0/8"]\n', 1
+    )
+    config.write_text(text, encoding="utf-8")
+    allowed = alertd("run", "--once", "-c", str(config))
+
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    (message,) = maildir_messages(tmp_path / "var/mail")
+    assert TEMU["title"] in message["Subject"]
