@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from alertd import __version__
 from alertd.commands import EXIT_BROKEN_PIPE, EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
@@ -78,17 +79,55 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(handler=usage, log_level="info", log_format="text")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    run = commands.add_parser("run", parents=[common], help="run the daemon in the foreground")
+    def command(
+        group: Any, name: str, summary: str, examples: Sequence[str], *, parents: Sequence[Any] = (common,)
+    ) -> argparse.ArgumentParser:
+        """A subcommand whose ``--help`` says what it does (``summary``) and shows ``examples``."""
+        sub: argparse.ArgumentParser = group.add_parser(
+            name,
+            parents=list(parents),
+            help=summary,
+            description=summary[0].upper() + summary[1:] + ".",
+            epilog="examples:\n" + "\n".join(f"  {example}" for example in examples),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        return sub
+
+    run = command(
+        commands,
+        "run",
+        "run the daemon in the foreground",
+        [
+            "alertd run -c /etc/alertd/alertd.toml",
+            "alertd run --once            # poll every feed once, deliver, exit",
+        ],
+    )
     run.add_argument("--once", action="store_true", help="poll every feed once, deliver what is due, exit")
     run.set_defaults(handler=cmd_run)
 
-    flush = commands.add_parser("flush", parents=[common], help="build and deliver every pending digest now")
+    flush = command(
+        commands,
+        "flush",
+        "build and deliver every pending digest now",
+        ["alertd flush                  # build and send every pending digest and alert now"],
+    )
     flush.set_defaults(handler=cmd_flush)
 
-    check = commands.add_parser("check-config", parents=[common], help="validate the config and watchlist")
+    check = command(
+        commands, "check-config", "validate the config and watchlist", ["alertd check-config -c alertd.toml"]
+    )
     check.set_defaults(handler=cmd_check_config)
 
-    match = commands.add_parser("match", parents=[common], help="run the watchlist over JSON lines or a text")
+    match = command(
+        commands,
+        "match",
+        "run the watchlist over JSON lines or a text",
+        [
+            'alertd match --title "Alibaba ouvre un bureau à Paris"',
+            'alertd match --title "Code promo AliExpress" --feed "BFM Business"',
+            "alertd match --input items.jsonl --explain | less",
+        ],
+    )
     match.add_argument("--input", type=Path, help="JSON lines file (default: standard input)")
     match.add_argument(
         "--title",
@@ -107,8 +146,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     match.set_defaults(handler=cmd_match)
 
-    replay = commands.add_parser(
-        "replay", parents=[common], help="show what the current watchlist would have matched in stored items"
+    replay = command(
+        commands,
+        "replay",
+        "show what the current watchlist would have matched in stored items",
+        ["alertd replay --since 30d --topic chinese-ecommerce", "alertd replay --since 7d --deliver"],
     )
     replay.add_argument("--since", default="7d", help="how far back, e.g. 7d, 12h (default: 7d)")
     replay.add_argument("--topic", help="only this topic id")
@@ -117,33 +159,51 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(handler=cmd_replay)
 
-    status = commands.add_parser(
-        "status", parents=[common], help="what the daemon is doing (works when stopped)"
+    status = command(
+        commands,
+        "status",
+        "what the daemon is doing (works when stopped)",
+        ["alertd status", "alertd status --json | jq '.running, .outbox'"],
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=cmd_status)
 
-    preview = commands.add_parser(
-        "preview", parents=[common], help="render the digest a subscriber would get now, without sending it"
+    preview = command(
+        commands,
+        "preview",
+        "render the digest a subscriber would get now, without sending it",
+        ["alertd preview -o digest.html", "alertd preview --subscriber marie@example.org --since 1d -o -"],
     )
     preview.add_argument("--subscriber", metavar="EMAIL", help="whose digest (default: the first subscriber)")
     preview.add_argument(
         "--since", metavar="DURATION", help="every match stored in this window (e.g. 1d), sent or not"
     )
     preview.add_argument(
-        "--output", "-o", type=Path, required=True, metavar="FILE", help="FILE.html (HTML part) or FILE.eml"
+        "--output",
+        "-o",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="FILE.html (the HTML part), FILE.txt (the text part), FILE.eml (the whole message), or - (the text "
+        "part on standard output)",
     )
     preview.set_defaults(handler=cmd_preview)
 
-    test_email = commands.add_parser(
-        "test-email", parents=[common], help="send a sample digest through the configured delivery"
+    test_email = command(
+        commands,
+        "test-email",
+        "send a sample digest through the configured delivery",
+        ["alertd test-email --to me@example.org --language en"],
     )
     test_email.add_argument("--to", required=True, metavar="EMAIL", help="recipient of the sample")
     test_email.add_argument("--language", choices=["fr", "en"], help="default: that subscriber's, else fr")
     test_email.set_defaults(handler=cmd_test_email)
 
-    outbox = commands.add_parser(
-        "outbox", parents=[common], help="list pending and failed messages; `outbox retry ID` requeues one"
+    outbox = command(
+        commands,
+        "outbox",
+        "list pending and failed messages; `outbox retry ID` requeues one",
+        ["alertd outbox", "alertd outbox retry 12"],
     )
     outbox.add_argument("action", nargs="?", choices=["list", "retry"], default="list", help="default: list")
     outbox.add_argument(
@@ -151,23 +211,40 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     outbox.set_defaults(handler=cmd_outbox)
 
-    feeds = commands.add_parser(
+    feeds = command(
+        commands,
         "feeds",
-        parents=[common],
-        help="each feed's health (`feeds --json`); `feeds import FILE.opml`; `feeds export` (OPML)",
+        "each feed's health; `feeds import FILE.opml` adds feeds, `feeds export` writes them as OPML",
+        [
+            "alertd feeds",
+            "alertd feeds --json | jq -r '.[] | select(.status != \"ok\") | .name'",
+            "alertd feeds import subscriptions.opml",
+            "alertd feeds export > feeds.opml",
+        ],
     )
     feeds.add_argument("--json", action="store_true", help="machine-readable output")
     feeds.set_defaults(handler=cmd_feeds)
     feeds_commands = feeds.add_subparsers(title="feeds commands", metavar="ACTION")
-    feeds_import = feeds_commands.add_parser(
-        "import", parents=[common], help="add the feeds of an OPML file to the config's feeds_file"
+    feeds_import = command(
+        feeds_commands,
+        "import",
+        "add the feeds of an OPML file to the config's feeds_file",
+        ["alertd feeds import subscriptions.opml"],
     )
     feeds_import.add_argument("file", type=Path, metavar="FILE.opml")
     feeds_import.set_defaults(handler=cmd_feeds_import)
-    feeds_export = feeds_commands.add_parser("export", parents=[common], help="write every feed as OPML")
+    feeds_export = command(
+        feeds_commands, "export", "write every feed as OPML", ["alertd feeds export > feeds.opml"]
+    )
     feeds_export.set_defaults(handler=cmd_feeds_export)
 
-    init = commands.add_parser("init", help="write a commented example config and watchlist into DIR")
+    init = command(
+        commands,
+        "init",
+        "write a commented example config and watchlist into DIR",
+        ["alertd init /etc/alertd && alertd check-config -c /etc/alertd/alertd.toml"],
+        parents=(),
+    )
     init.add_argument("directory", type=Path)
     init.add_argument("--force", action="store_true", help="overwrite existing files")
     init.set_defaults(handler=cmd_init)

@@ -207,3 +207,21 @@ def test_misspelt_watchlist_keys_sets_and_topics_get_a_did_you_mean(tmp_path: Pa
     replayed = alertd("replay", "-c", str(config), "--topic", "chinese-ecomerce")
     assert replayed.returncode == 2
     assert "(did you mean 'chinese-ecommerce'?)" in replayed.stderr
+
+
+COMMANDS = [
+    ["run"], ["flush"], ["check-config"], ["match"], ["replay"], ["status"], ["preview"], ["test-email"],
+    ["outbox"], ["feeds"], ["feeds", "import"], ["feeds", "export"], ["init"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_a_description_and_examples_in_its_help(command: list[str]) -> None:
+    result = alertd(*command, "--help")
+
+    assert result.returncode == 0, result.stderr
+    usage, description, *rest = result.stdout.split("\n\n")
+    assert usage.startswith(f"usage: alertd {' '.join(command)}")
+    assert description[:1].isupper() and description.rstrip().endswith(".")
+    examples = result.stdout.split("examples:\n", 1)[1].splitlines()
+    assert examples and all(line.startswith(f"  alertd {command[0]}") for line in examples if line.strip())

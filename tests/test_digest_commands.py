@@ -130,6 +130,20 @@ def test_preview_writes_html_and_eml_without_changing_the_store(tmp_path: Path) 
     assert not (tmp_path / "var" / "mail").exists(), "preview must not deliver"
 
 
+def test_preview_writes_the_text_part_to_standard_output_or_a_txt_file(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    seed_state(tmp_path, ["Alibaba ouvre un bureau à Paris", "Alibaba recrute"])
+
+    piped = alertd("preview", "-c", str(config), "-o", "-")
+    written = alertd("preview", "-c", str(config), "-o", str(tmp_path / "d.txt"))
+
+    assert 0 == piped.returncode == written.returncode, piped.stderr + written.stderr
+    assert piped.stdout.startswith("Veille alertd pour ") and "* Alibaba ouvre un bureau à Paris" in piped.stdout
+    assert "<html" not in piped.stdout and "wrote" not in piped.stdout
+    assert (tmp_path / "d.txt").read_text(encoding="utf-8") == piped.stdout
+    assert written.stdout.startswith(f"wrote {tmp_path / 'd.txt'}: [alertd] 2")
+
+
 def test_preview_since_shows_matches_already_delivered(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     seed_state(tmp_path, ["Alibaba ouvre un bureau à Paris"])
@@ -148,7 +162,7 @@ def test_preview_since_shows_matches_already_delivered(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-o", "x.pdf"], "must end in .html or .eml"),
+        (["-o", "x.pdf"], "must end in .html, .txt or .eml"),
         (["-o", "x.html", "--subscriber", "nobody@example.org"], "no subscriber 'nobody@example.org'"),
         (["-o", "x.html", "--since", "soon"], "--since"),
     ],

@@ -23,8 +23,12 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     config, watchlist = load(args)
     output: Path = args.output
-    if output.suffix.lower() not in (".html", ".eml"):
-        print(f"alertd: --output: {output} must end in .html or .eml", file=sys.stderr)
+    to_stdout = str(output) == "-"
+    if not to_stdout and output.suffix.lower() not in (".html", ".eml", ".txt"):
+        print(
+            f"alertd: --output: {output} must end in .html, .txt or .eml, or be - (the text part)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     subscriber = subscriber_of(config, args.subscriber)
     if subscriber is None:
@@ -47,7 +51,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
         hint = "" if window else " (try --since 7d to see what was already sent)"
         print(f"nothing to preview for {subscriber.email}: no pending matches{hint}")
         return EXIT_OK
-    if output.suffix.lower() == ".eml":
+    if to_stdout or output.suffix.lower() == ".txt":
+        text = message.get_body(("plain",))
+        assert text is not None
+        content = str(text.get_content()).replace("\r\n", "\n")
+        if to_stdout:
+            sys.stdout.write(content)
+            return EXIT_OK
+        output.write_text(content, encoding="utf-8")
+    elif output.suffix.lower() == ".eml":
         output.write_bytes(message.as_bytes(policy=message.policy.clone(linesep="\n")))
     else:
         html = message.get_body(("html",))
