@@ -220,7 +220,7 @@ def test_every_command_has_a_description_and_examples_in_its_help(command: list[
     result = alertd(*command, "--help")
 
     assert result.returncode == 0, result.stderr
-    usage, description, *rest = result.stdout.split("\n\n")
+    usage, description, *_ = result.stdout.split("\n\n")
     assert usage.startswith(f"usage: alertd {' '.join(command)}")
     assert description[:1].isupper() and description.rstrip().endswith(".")
     examples = result.stdout.split("examples:\n", 1)[1].splitlines()

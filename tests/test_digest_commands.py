@@ -138,7 +138,9 @@ def test_preview_writes_the_text_part_to_standard_output_or_a_txt_file(tmp_path:
     written = alertd("preview", "-c", str(config), "-o", str(tmp_path / "d.txt"))
 
     assert 0 == piped.returncode == written.returncode, piped.stderr + written.stderr
-    assert piped.stdout.startswith("Veille alertd pour ") and "* Alibaba ouvre un bureau à Paris" in piped.stdout
+    assert (
+        piped.stdout.startswith("Veille alertd pour ") and "* Alibaba ouvre un bureau à Paris" in piped.stdout
+    )
     assert "<html" not in piped.stdout and "wrote" not in piped.stdout
     assert (tmp_path / "d.txt").read_text(encoding="utf-8") == piped.stdout
     assert written.stdout.startswith(f"wrote {tmp_path / 'd.txt'}: [alertd] 2")
