@@ -109,7 +109,13 @@ def _build_parser() -> argparse.ArgumentParser:
         commands,
         "flush",
         "build and deliver every pending digest now",
-        ["alertd flush                  # build and send every pending digest and alert now"],
+        [
+            "alertd flush                  # build and send every pending digest and alert now",
+            "alertd flush --now            # and retry now what the server deferred (451...)",
+        ],
+    )
+    flush.add_argument(
+        "--now", action="store_true", help="also try now the messages waiting for their next attempt (4xx)"
     )
     flush.set_defaults(handler=cmd_flush)
 
@@ -202,13 +208,23 @@ def _build_parser() -> argparse.ArgumentParser:
     outbox = command(
         commands,
         "outbox",
-        "list pending and failed messages; `outbox retry ID` requeues one",
-        ["alertd outbox", "alertd outbox retry 12"],
+        "list the messages not yet sent; `outbox retry [ID...]` tries failed and deferred ones again",
+        [
+            "alertd outbox",
+            "alertd outbox --json",
+            "alertd outbox retry 12",
+            "alertd outbox retry   # all of them",
+        ],
     )
     outbox.add_argument("action", nargs="?", choices=["list", "retry"], default="list", help="default: list")
     outbox.add_argument(
-        "ids", nargs="*", type=int, metavar="ID", help="retry: messages to requeue (also lifts a pause)"
+        "ids",
+        nargs="*",
+        type=int,
+        metavar="ID",
+        help="retry: messages to requeue (default: every failed or retrying one); also lifts a pause",
     )
+    outbox.add_argument("--json", action="store_true", help="machine-readable output (list)")
     outbox.set_defaults(handler=cmd_outbox)
 
     feeds = command(

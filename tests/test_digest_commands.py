@@ -6,7 +6,9 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
+import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +21,7 @@ import pytest
 from alertd.models import Item, Match, Span
 from alertd.store import Store
 from tests.smtpserver import SmtpServer
-from tests.storage import add_feed, mark_failed, pause_delivery, record_poll, register
+from tests.storage import add_feed, mark_failed, mark_retry, pause_delivery, record_poll, register
 
 FEED = "https://feeds.test/bfm.xml"
 NOW = datetime.now(UTC)
@@ -295,3 +297,76 @@ def test_check_config_fails_on_a_broken_template_override(tmp_path: Path) -> Non
 
     assert 78 == result.returncode
     assert "digest.txt.j2" in result.stderr and "no_such_string" in result.stderr
+
+
+def smtp_delivery(port: int) -> str:
+    return (
+        '[delivery]\nmethod = "smtp"\nfrom = "alertd@example.org"\n'
+        f'[delivery.smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+    )
+
+
+def test_flush_says_what_it_did_with_a_deferred_message_and_flush_now_tries_it(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    original, calls = smtp_server.handler.handle_DATA, []
+
+    async def defer_the_first(smtp: object, session: object, envelope: object) -> str:
+        calls.append(1)
+        return "451 4.3.0 try later" if len(calls) == 1 else await original(smtp, session, envelope)
+
+    smtp_server.handler.handle_DATA = defer_the_first  # type: ignore[method-assign]
+    config = write_config(tmp_path, smtp_delivery(smtp_server.port))
+    seed_state(tmp_path, ["Alibaba ouvre un bureau à Paris"])
+
+    first = alertd("flush", "-c", str(config))
+    second = alertd("flush", "-c", str(config))
+    hurried = alertd("flush", "--now", "-c", str(config))
+    listed = alertd("outbox", "--json", "-c", str(config))
+
+    assert 1 == first.returncode  # one message deferred
+    assert ": retry (" in first.stdout and "451 4.3.0 try later" in first.stdout and ": sent" in first.stdout
+    assert re.search(r"next attempt \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+", first.stdout), first.stdout
+    assert 0 == second.returncode and "nothing pending" not in second.stdout
+    assert re.search(
+        r"retrying \(1 attempt, .*451 4\.3\.0 try later\), next attempt .*`alertd flush --now`", second.stdout
+    )
+    assert 0 == hurried.returncode, hurried.stdout + hurried.stderr
+    assert ": sent" in hurried.stdout and "1 deferred message tried now (--now)" in hurried.stdout
+    assert 3 == len(calls) and 2 == len(smtp_server.envelopes)
+    assert json.loads(listed.stdout) == {"paused": None, "messages": []}
+
+
+def test_outbox_retry_keeps_the_history_and_without_ids_retries_every_failed_or_retrying_message(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path)
+    with Store.open(tmp_path / "var" / "alertd.sqlite3") as store:
+        register(store, "marie@example.org", NOW)
+        failed = store.enqueue_digest("marie@example.org", "<a@alertd>", b"Subject: a\r\n\r\nx", [], NOW)
+        deferred = store.enqueue_digest("marie@example.org", "<b@alertd>", b"Subject: b\r\n\r\nx", [], NOW)
+        fresh = store.enqueue_digest("marie@example.org", "<c@alertd>", b"Subject: c\r\n\r\nx", [], NOW)
+        assert failed and deferred and fresh
+        mark_failed(store, failed, "smtp 127.0.0.1:25: 550 5.1.1 no such user", NOW)
+        mark_retry(store, deferred, "smtp 127.0.0.1:25: 451 4.3.0 try later", NOW + timedelta(hours=1))
+
+    retried = alertd("outbox", "retry", "-c", str(config))
+    listed = json.loads(alertd("outbox", "--json", "-c", str(config)).stdout)
+
+    assert 0 == retried.returncode, retried.stderr
+    assert f"message {failed} requeued" in retried.stdout and f"message {deferred} requeued" in retried.stdout
+    assert f"message {fresh} requeued" not in retried.stdout
+    by_id = {m["id"]: m for m in listed["messages"]}
+    assert (by_id[failed]["attempts"], by_id[failed]["status"]) == (1, "retrying")
+    assert "550 5.1.1" in by_id[failed]["last_error"]
+    assert datetime.fromisoformat(by_id[deferred]["next_attempt_at"]) <= datetime.now(UTC)
+    assert by_id[fresh] == {**by_id[fresh], "attempts": 0, "status": "pending"}
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bare = write_config(empty)
+    with Store.open(empty / "var" / "alertd.sqlite3") as store:
+        register(store, "marie@example.org", NOW)
+        store.enqueue_digest("marie@example.org", "<d@alertd>", b"Subject: d\r\n\r\nx", [], NOW)
+    nothing = alertd("outbox", "retry", "-c", str(bare))
+    assert 1 == nothing.returncode and "nothing to retry" in nothing.stderr

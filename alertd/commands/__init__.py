@@ -36,8 +36,9 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def local(moment: datetime) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
+def local(moment: datetime, *, seconds: bool = False) -> str:
+    """``moment`` in the system's local zone, named: ``2026-12-02 19:42 CET`` (``19:42:10`` with ``seconds``)."""
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
 
 
 def subscriber_of(config: Config, email: str | None) -> SubscriberConfig | None:

@@ -9,7 +9,8 @@ import logging
 import os
 import sys
 
-from alertd.commands import EXIT_FAILURE, EXIT_OK, config_path, load, now
+from alertd.commands import EXIT_FAILURE, EXIT_OK, config_path, load, local, now
+from alertd.records import OutboxMessage
 
 log = logging.getLogger("alertd")
 
@@ -55,17 +56,39 @@ def cmd_flush(args: argparse.Namespace) -> int:
         async with open_runtime(config, watchlist, dict(os.environ), purpose="flush") as rt:
             pipeline.register_subscribers(rt, now())
             queued = pipeline.flush_digests(rt, now(), force=True)
+            hurried = rt.store.due_now(now()) if args.now else 0
             attempts = await pipeline.drain_outbox(rt, now())
+            waiting = {m.id: m for m in rt.store.outbox(("pending", "sending"))}
+            paused = rt.store.delivery_pause() is not None
             for attempt in attempts:
-                print(
-                    f"{attempt.subscriber}: {attempt.status}"
-                    + (f" ({attempt.error})" if attempt.error else "")
-                )
-            if not queued and not attempts:
-                print("nothing pending")
+                line = f"message {attempt.outbox_id} to {attempt.subscriber}: {attempt.status}"
+                line += f" ({attempt.error})" if attempt.error else ""
+                deferred = waiting.pop(attempt.outbox_id, None)
+                if deferred is not None and attempt.status == "retry":
+                    line += f", next attempt {local(deferred.next_attempt_at, seconds=True)}"
+                print(line)
+            for message in waiting.values():  # not due, held by a pause, or being sent by another process
+                print(_waiting_line(message, paused))
+            if hurried:
+                print(f"{hurried} deferred message{'s' if hurried != 1 else ''} tried now (--now)")
+            if not queued and not attempts and not waiting:
+                print("nothing pending: no match waits for a digest, no message waits in the outbox")
             return EXIT_OK if all(a.status == "sent" for a in attempts) else EXIT_FAILURE
 
     return asyncio.run(flush())
+
+
+def _waiting_line(message: OutboxMessage, paused: bool) -> str:
+    """What ``flush`` says of a message it left in the outbox, and what to do about it."""
+    what = f"message {message.id} to {message.subscriber}"
+    if message.status == "sending":
+        return f"{what}: being sent by {message.claimed_by or 'another process'}"
+    if paused:
+        return f"{what}: held, SMTP delivery is paused — see `alertd outbox`"
+    tries = f"{message.attempts} attempt{'s' if message.attempts != 1 else ''}"
+    when = local(message.next_attempt_at, seconds=True)
+    hint = "`alertd flush --now` to try it now"
+    return f"{what}: retrying ({tries}, {message.last_error or 'deferred'}), next attempt {when} — {hint}"
 
 
 def cmd_status(args: argparse.Namespace) -> int:

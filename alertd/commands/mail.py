@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from alertd import outbox, schedule
 from alertd.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, config_path, load, local, now, subscriber_of
 from alertd.config import Config
+from alertd.records import DeliveryPause, OutboxMessage
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -137,20 +140,45 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         print("alertd: outbox: IDs go with `retry`", file=sys.stderr)
         return EXIT_USAGE
     with Store.open(config.state_path, readonly=True) as store:
-        messages = store.outbox(("pending", "failed"))
+        messages = store.outbox(("pending", "sending", "failed"))
         pause = store.delivery_pause()
+    if args.json:
+        print(json.dumps(_outbox_json(messages, pause), ensure_ascii=False, indent=2))
+        return EXIT_OK
     if pause is not None:
         print(f"delivery PAUSED since {local(pause.since)}: {pause.reason}")
         print("  fix [delivery.smtp] or the password, then reload the config or run `alertd outbox retry`")
     if not messages:
         print("outbox empty: no pending or failed messages")
         return EXIT_OK
-    print(f"{'ID':>5}  {'SUBSCRIBER':<28} {'STATUS':<9} {'TRIES':>5}  {'NEXT ATTEMPT':<16}  LAST ERROR")
+    print(f"{'ID':>5}  {'SUBSCRIBER':<28} {'STATUS':<9} {'TRIES':>5}  {'NEXT ATTEMPT':<23}  LAST ERROR")
     for m in messages:
         status = outbox.condition(m)
-        when = local(m.next_attempt_at) if m.status == "pending" else "-"
-        print(f"{m.id:>5}  {m.subscriber:<28} {status:<9} {m.attempts:>5}  {when:<16}  {m.last_error or ''}")
+        when = local(m.next_attempt_at, seconds=True) if m.status == "pending" else "-"
+        print(f"{m.id:>5}  {m.subscriber:<28} {status:<9} {m.attempts:>5}  {when:<23}  {m.last_error or ''}")
     return EXIT_OK
+
+
+def _outbox_json(messages: Sequence[OutboxMessage], pause: DeliveryPause | None) -> dict[str, Any]:
+    """``outbox --json``: every message not yet sent, and the delivery pause; times in RFC 3339 with offsets."""
+    return {
+        "paused": None if pause is None else {"since": pause.since.isoformat(), "reason": pause.reason},
+        "messages": [
+            {
+                "id": m.id,
+                "message_id": m.message_id,
+                "subscriber": m.subscriber,
+                "kind": m.kind,
+                "status": outbox.condition(m),
+                "attempts": m.attempts,
+                "created_at": m.created_at.isoformat(),
+                "next_attempt_at": m.next_attempt_at.isoformat() if m.status == "pending" else None,
+                "last_error": m.last_error,
+                "claimed_by": m.claimed_by,
+            }
+            for m in messages
+        ],
+    }
 
 
 def _outbox_retry(config: Config, ids: Sequence[int]) -> int:
@@ -158,6 +186,18 @@ def _outbox_retry(config: Config, ids: Sequence[int]) -> int:
 
     failed = False
     with Store.open(config.state_path) as store:
+        if not ids:  # every message that is not going out by itself: failed, or waiting for its next attempt
+            ids = [
+                m.id
+                for m in store.outbox(("pending", "failed"))
+                if outbox.condition(m) in ("failed", "retrying")
+            ]
+            if not ids and store.delivery_pause() is None:
+                print(
+                    "nothing to retry: no failed or retrying message, and delivery is not paused",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILURE
         for outbox_id in ids:
             if store.requeue(outbox_id, now()):
                 print(f"message {outbox_id} requeued")

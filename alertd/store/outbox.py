@@ -108,18 +108,28 @@ class OutboxTables(Database):
                 write_pause(db, attempt.pause_reason or note or "", attempt.pause_fingerprint or "", now)
 
     def requeue(self, outbox_id: int, now: datetime) -> bool:
-        """Put a failed message back in the queue (``alertd outbox retry``), due now.
+        """Put a failed or retrying message back in the queue (``alertd outbox retry``), due now.
 
-        Its retry lifetime starts again (``created_at`` becomes now), or the first 4xx would fail it for good.
+        Its history stays (attempts so far, last error): the next attempt adds to it. Its retry lifetime starts
+        again (``created_at`` becomes now), or the first 4xx would fail it for good.
         """
         with self.transaction() as db:
             cursor = db.execute(
-                "UPDATE outbox SET status = 'pending', next_attempt_at = ?, created_at = ?, attempts = 0,"
+                "UPDATE outbox SET status = 'pending', next_attempt_at = ?, created_at = ?,"
                 " claimed_by = NULL, claimed_until = NULL"
                 " WHERE id = ? AND (status IN ('pending', 'failed') OR (status = 'sending' AND claimed_until < ?))",
                 (iso(now), iso(now), outbox_id, iso(now)),
             )
         return cursor.rowcount == 1
+
+    def due_now(self, now: datetime) -> int:
+        """Make every deferred message due now (``alertd flush --now``); return how many were deferred."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending' AND next_attempt_at > ?",
+                (iso(now), iso(now)),
+            )
+        return cursor.rowcount
 
     def last_sent_at(self) -> datetime | None:
         """When the last message was accepted."""
