@@ -30,6 +30,7 @@ _OUTLINE_TAG = re.compile(
 )
 _ATTRIBUTE = re.compile(r"""([A-Za-z_:][-A-Za-z0-9_:.]*)\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.DOTALL)
 _HTTP_URL = re.compile(r"^https?://[^\s/]+", re.IGNORECASE)
+_OPML_TAG = re.compile(r"<opml\b", re.IGNORECASE)
 
 
 class OpmlError(ValueError):
@@ -56,8 +57,20 @@ def read_opml(data: bytes | str) -> list[OpmlFeed]:
             root = ET.fromstring(_without_declaration(candidate))  # noqa: S314 - no DTD, no entities (above)
         except ET.ParseError:
             continue
+        if not isinstance(root.tag, str) or root.tag.rsplit("}", 1)[-1].lower() != "opml":
+            raise OpmlError(f"not an OPML document: its root element is <{root.tag}>{_hint(root.tag)}")
         return list(_feeds_of_tree(root))
+    if not _OPML_TAG.search(text):
+        raise OpmlError("not an OPML document: no <opml> element (and not well-formed XML)")
     return list(_feeds_by_scanning(text))
+
+
+def _hint(tag: object) -> str:
+    """For a feed given where a feed list was expected: how to add it instead."""
+    name = str(tag).rsplit("}", 1)[-1].lower()
+    if name in ("rss", "feed", "rdf"):
+        return " — a feed itself, not a list of feeds: add it as a [[feed]] with its URL"
+    return ""
 
 
 def _without_declaration(text: str) -> str:

@@ -133,3 +133,30 @@ def test_import_appends_to_the_feeds_file_and_export_lists_everything(config: Pa
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout.count("<outline ") == 5
     assert "partnerId=wrss01&amp;id=10001147" in exported.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (
+            '<?xml version="1.0"?><rss version="2.0"><channel><title>BFM</title></channel></rss>',
+            "not an OPML document: its root element is <rss> — a feed itself, not a list of feeds",
+        ),
+        ("this is not a feed list at all & never was <", "not an OPML document: no <opml> element"),
+        ('<opml version="2.0"><head/><body><outline text="folder"/></body></opml>', "no feed in it"),
+    ],
+    ids=["an RSS feed", "garbage", "an OPML without feeds"],
+)
+def test_import_refuses_what_is_not_a_list_of_feeds(
+    config: Path, tmp_path: Path, content: str, says: str
+) -> None:
+    given = tmp_path / "given.opml"
+    given.write_text(content, encoding="utf-8")
+    feeds_file = tmp_path / "feeds.toml"
+    before = feeds_file.read_bytes() if feeds_file.exists() else None
+
+    result = alertd("feeds", "import", str(given), "-c", str(config))
+
+    assert result.returncode == 1
+    assert says in result.stderr and "nothing to import" not in result.stdout
+    assert (feeds_file.read_bytes() if feeds_file.exists() else None) == before

@@ -103,6 +103,9 @@ def cmd_feeds_import(args: argparse.Namespace) -> int:
     except opml.OpmlError as exc:
         print(f"alertd: {args.file}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    if not found:
+        print(f"alertd: {args.file}: no feed in it (no <outline> with an xmlUrl)", file=sys.stderr)
+        return EXIT_FAILURE
     taken = {feed.url for feed in config.feeds}
     added: list[opml.OpmlFeed] = []
     for feed in found:
