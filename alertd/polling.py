@@ -178,6 +178,44 @@ def job_time(
     return now + timedelta(seconds=rng.uniform(0, FIRST_POLL_SPREAD.total_seconds()))
 
 
+def after_reload(
+    state: FeedState,
+    old: tuple[FeedConfig, PollPolicy],
+    new: tuple[FeedConfig, PollPolicy],
+    arrivals: Sequence[datetime],
+    now: datetime,
+    rng: random.Random,
+) -> datetime | None:
+    """When a feed is polled next once a reload changed its interval or ``[poll]`` bounds; None: keep the
+    time its last poll decided (nothing that decided it changed, or the feed is failing, new or gone).
+
+    The time is what its last poll would have decided under the new settings — the normal interval, from the
+    feed's own ``interval``, ``[poll] interval`` or its posting rate (``arrivals``), within the new bounds and
+    never below its ``<ttl>``, jittered — counted from that poll, and not before ``now``: lowering the interval
+    polls sooner at once instead of after the poll already scheduled.
+    """
+    last = max((t for t in (state.last_success_at, state.last_error_at) if t is not None), default=None)
+    if last is None or state.gone or state.consecutive_failures:
+        return None
+
+    def normal(feed: FeedConfig, policy: PollPolicy) -> timedelta:
+        configured = feed.interval or policy.interval
+        fixed = feed.interval is not None
+        return schedule.feed_interval(configured, policy.bounds, fixed=fixed, arrivals=arrivals, now=now)
+
+    (old_feed, old_policy), (new_feed, new_policy) = old, new
+    if (
+        normal(old_feed, old_policy) == normal(new_feed, new_policy)
+        and old_policy.bounds == new_policy.bounds
+    ):
+        return None
+    ttl = timedelta(minutes=state.ttl_minutes) if state.ttl_minutes else None
+    due = schedule.next_poll_time(
+        last, normal(new_feed, new_policy), new_policy.bounds, new_policy.jitter, rng, ttl=ttl
+    )
+    return max(due, now)
+
+
 def horizon(policy: PollPolicy) -> timedelta:
     """The furthest ahead a poll is ever scheduled: the longest interval or backoff, and its jitter."""
     longest = max(policy.bounds.maximum, schedule.BACKOFF_CAP, schedule.RETRY_AFTER_MAX)

@@ -238,6 +238,22 @@ class Daemon:
             replace_existing=True,
         )
 
+    def _reschedule_feed(self, old: FeedConfig, old_policy: polling.PollPolicy, feed: FeedConfig) -> None:
+        """A reload changed what decides this feed's next poll: poll it when the new settings say
+        (:func:`alertd.polling.after_reload`), recorded, rather than at the time the old ones gave."""
+        assert self.rt is not None
+        state = self.rt.store.feed_state(feed.url, feed.name)
+        arrivals: list[datetime] = []
+        if polling.wants_arrivals(feed, state) and state.first_success_at is not None:
+            arrivals = self.rt.store.recent_arrivals(feed.url, state.first_success_at, schedule.ADAPT_SAMPLES)
+        due = polling.after_reload(
+            state, (old, old_policy), (feed, self.poll_policy()), arrivals, self.now(), self.rng
+        )
+        if due is not None:
+            self.rt.store.reschedule_feed(feed.url, due)
+            log.info("reload: feed %s is now polled next at %s", feed.name, due.isoformat(timespec="seconds"))
+        self._schedule_feed(feed)
+
     def poll_policy(self) -> polling.PollPolicy:
         assert self.rt is not None
         return polling.PollPolicy.of(self.rt.config.poll)
@@ -454,9 +470,13 @@ class Daemon:
             with contextlib.suppress(Exception):
                 self.scheduler.remove_job(f"poll:{url}")
             self.rt.layouts.forget(url)
+        before = {f.url: f for f in old.feeds}
+        old_policy = polling.PollPolicy.of(old.poll)
         for feed in config.feeds:
-            if feed.url not in old_feeds or feed != next(f for f in old.feeds if f.url == feed.url):
+            if feed.url not in before:
                 self._schedule_feed(feed)
+            elif feed != before[feed.url] or old.poll != config.poll:
+                self._reschedule_feed(before[feed.url], old_policy, feed)
         for subscriber in old.subscribers:
             with contextlib.suppress(Exception):
                 self.scheduler.remove_job(f"digest:{subscriber.email}")

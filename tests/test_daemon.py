@@ -226,3 +226,39 @@ def test_status_reports_a_running_then_stopped_daemon(tmp_path: Path, feed_serve
     text = alertd("status", "-c", str(config)).stdout
     assert "daemon:      not running" in text
     assert "LAST RELOAD FAILED" in text
+
+
+def test_a_reload_that_lowers_the_interval_reschedules_the_next_poll_at_once(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    import json
+    from datetime import datetime, timedelta
+
+    feed_server.route(
+        "/feed.xml", make_rss([{"title": "Alibaba ouvre un bureau", "link": "https://example.org/a"}])
+    )
+    process, log = start_daemon(tmp_path, feed_server.url("/feed.xml"))
+    config = tmp_path / "alertd.toml"
+
+    def next_poll() -> datetime | None:
+        rows = json.loads(alertd("feeds", "--json", "-c", str(config)).stdout or "[]")
+        return datetime.fromisoformat(rows[0]["next_poll_at"]) if rows and rows[0]["next_poll_at"] else None
+
+    try:
+        assert wait_for(lambda: "1 new item" in log.read_text()), log.read_text()
+        assert wait_for(lambda: next_poll() is not None), log.read_text()
+        first = next_poll()
+        polled = datetime.fromisoformat(
+            json.loads(alertd("feeds", "--json", "-c", str(config)).stdout)[0]["last_success_at"]
+        )
+        assert first is not None and first - polled > timedelta(minutes=50)  # 1 h, ±10 % jitter
+
+        config.write_text(config.read_text().replace('interval = "1h"', 'interval = "15m"'), encoding="utf-8")
+        process.send_signal(signal.SIGHUP)
+
+        assert wait_for(lambda: "is now polled next at" in log.read_text()), log.read_text()
+        second = next_poll()
+        assert second is not None and timedelta(minutes=13) <= second - polled <= timedelta(minutes=17)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

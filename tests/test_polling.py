@@ -21,6 +21,7 @@ from alertd.polling import (
     Identified,
     Observation,
     PollPolicy,
+    after_reload,
     decide_poll,
     job_time,
     must_parse,
@@ -475,3 +476,80 @@ def test_a_flood_of_old_items_is_still_cut_at_the_last_news() -> None:
         state, None, body_hash="new", identified=Identified(total=27, new_items=old + recent, seen_keys=())
     )
     assert {"recent0", "recent1"} == {item.key for item in intent.alertable}
+
+
+# --- a reload that changes what decides the next poll ----------------------------------------------------------
+
+HOURLY = PollPolicy.of(PollConfig(interval=timedelta(hours=1), min_interval=timedelta(minutes=1), jitter=0.0))
+POLLED = replace(
+    SEEDED, last_success_at=NOW - timedelta(minutes=10), next_poll_at=NOW + timedelta(minutes=50)
+)
+
+
+@pytest.mark.parametrize(
+    ("state", "old", "new", "expected"),
+    [
+        (
+            POLLED,
+            (FEED, HOURLY),
+            (FEED, replace(HOURLY, interval=timedelta(minutes=20))),
+            NOW + timedelta(minutes=10),
+        ),
+        (POLLED, (FEED, HOURLY), (FEED, replace(HOURLY, interval=timedelta(minutes=5))), NOW),
+        (
+            POLLED,
+            (FEED, HOURLY),
+            (replace(FEED, interval=timedelta(hours=3)), HOURLY),
+            NOW + timedelta(minutes=170),
+        ),
+        (
+            POLLED,
+            (FEED, HOURLY),
+            (
+                FEED,
+                PollPolicy.of(
+                    PollConfig(interval=timedelta(hours=1), min_interval=timedelta(hours=2), jitter=0.0)
+                ),
+            ),
+            NOW + timedelta(minutes=110),
+        ),
+        (
+            replace(POLLED, ttl_minutes=90),
+            (FEED, HOURLY),
+            (FEED, replace(HOURLY, interval=timedelta(minutes=20))),
+            NOW + timedelta(minutes=80),
+        ),
+        (POLLED, (FEED, HOURLY), (replace(FEED, name="BFM Éco"), HOURLY), None),
+        (
+            replace(POLLED, consecutive_failures=2),
+            (FEED, HOURLY),
+            (FEED, replace(HOURLY, interval=timedelta(minutes=5))),
+            None,
+        ),
+        (FeedState(URL, "BFM"), (FEED, HOURLY), (FEED, replace(HOURLY, interval=timedelta(minutes=5))), None),
+        (
+            replace(POLLED, gone=True),
+            (FEED, HOURLY),
+            (FEED, replace(HOURLY, interval=timedelta(minutes=5))),
+            None,
+        ),
+    ],
+    ids=[
+        "interval lowered: from the last poll",
+        "lowered below the time already waited: now",
+        "the feed's own interval raised",
+        "min_interval raised above the interval",
+        "never below the feed's <ttl>",
+        "only the name changed: as decided",
+        "failing: its backoff stands",
+        "never polled: its first poll is soon anyway",
+        "gone: not polled",
+    ],
+)
+def test_after_reload(
+    state: FeedState,
+    old: tuple[FeedConfig, PollPolicy],
+    new: tuple[FeedConfig, PollPolicy],
+    expected: datetime | None,
+) -> None:
+    assert after_reload(state, old, new, (), NOW, random.Random(1)) == expected

@@ -85,6 +85,12 @@ class FeedTables(Database):
         row = self._db.execute("SELECT * FROM feeds WHERE url = ?", (url,)).fetchone()
         return FeedState(url=url, name=name) if row is None else feed_from_row(row)
 
+    def reschedule_feed(self, url: str, next_poll_at: datetime) -> None:
+        """Record a feed's next poll decided outside a poll (a reload changed its interval): the time a
+        restart, ``alertd feeds`` and ``alertd status`` read."""
+        with self.transaction() as db:
+            db.execute("UPDATE feeds SET next_poll_at = ? WHERE url = ?", (iso(next_poll_at), url))
+
     def feeds(self) -> list[FeedState]:
         """Every feed the store knows, the failing ones first."""
         rows = self._db.execute("SELECT * FROM feeds ORDER BY consecutive_failures DESC, name").fetchall()
