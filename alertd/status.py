@@ -6,16 +6,21 @@ its last reload into the database, and this module reads them back with everythi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from alertd import health, outbox, schedule
-from alertd.config import Config
+from alertd.config import Config, default
+from alertd.errors import ConfigError
 from alertd.pipeline import next_mail
-from alertd.records import DaemonState, FeedState
+from alertd.records import DaemonState, FeedState, SubscriberState
 from alertd.statelock import holder
 from alertd.store import Store
+from alertd.tomlsource import load as load_toml
 from alertd.watchlist import Watchlist
 
 STALE_HEARTBEAT = timedelta(minutes=2)
@@ -26,7 +31,13 @@ class SubscriberStatus:
     email: str
     schedule: str
     last_digest_at: datetime | None
+    """When their schedule was last served (a digest sent, or due with nothing to say)."""
     next_due_at: datetime | None
+    """The next mail, from the shared due decision (quiet hours included); None: on the next match."""
+    timezone: str = "UTC"
+    """Their zone: the times of their mail are shown in it."""
+    last_mail_at: datetime | None = None
+    """When a mail to them was last accepted by the server (or written to the mailbox); None: none yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +61,8 @@ class Status:
     """Rows per table of the state database (items, matches, outbox...)."""
     busy: str | None = None
     """When no daemon runs but another alertd holds the state (``run --once``): what it is and its pid."""
+    attention: list[str] = field(default_factory=list)
+    """What needs someone (a failed reload, a gone feed, paused or failed delivery): ``alertd status`` exits 1."""
 
     def as_json(self) -> dict[str, Any]:
         def convert(value: Any) -> Any:
@@ -107,11 +120,22 @@ def collect_status(config: Config, watchlist: Watchlist | None, store: Store, no
     subscribers = []
     for subscriber in config.subscribers:
         state = store.subscriber_state(subscriber.email)
-        next_at = None
-        if state is not None:
-            next_at = next_mail(config, watchlist, store, subscriber, state, now).next_at
+        # A subscriber the daemon has not met yet is met now: their mail runs from the next match on.
+        met = state if state is not None else SubscriberState(subscriber.email, now, now)
+        next_at = next_mail(config, watchlist, store, subscriber, met, now).next_at
         last = state.last_digest_at if state is not None else None
-        subscribers.append(SubscriberStatus(subscriber.email, subscriber.schedule.text, last, next_at))
+        subscribers.append(
+            SubscriberStatus(
+                subscriber.email,
+                subscriber.schedule.text,
+                last,
+                next_at,
+                subscriber.timezone,
+                store.last_sent_to(subscriber.email),
+            )
+        )
+    paused = _pause_json(store)
+    attention = _attention(daemon, feeds, counts, paused)
     return Status(
         running=running,
         pid=pid if running else None,
@@ -126,10 +150,28 @@ def collect_status(config: Config, watchlist: Watchlist | None, store: Store, no
         feeds=feeds,
         outbox=counts,
         subscribers=subscribers,
-        delivery_paused=_pause_json(store),
+        delivery_paused=paused,
         state_rows=store.counts(),
         busy=busy,
+        attention=attention,
     )
+
+
+def _attention(
+    daemon: DaemonState, feeds: list[dict[str, Any]], counts: dict[str, int], paused: dict[str, Any] | None
+) -> list[str]:
+    """What someone should look at, one line each (``alertd status`` then exits 1)."""
+    found = []
+    if not daemon.reload_ok:
+        found.append("the last reload failed: the daemon runs the previous configuration")
+    gone = [f["name"] for f in feeds if f["gone"]]
+    if gone:
+        found.append(f"feed{'s' if len(gone) > 1 else ''} gone (HTTP 410): {', '.join(gone)}")
+    if paused is not None:
+        found.append("SMTP delivery is paused")
+    if counts.get("failed"):
+        found.append(f"{counts['failed']} message{'s' if counts['failed'] > 1 else ''} failed for good")
+    return found
 
 
 def _pause_json(store: Store) -> dict[str, Any] | None:
@@ -153,8 +195,12 @@ def _feed_json(state: FeedState) -> dict[str, Any]:
     }
 
 
-def _when(moment: datetime | None) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else "never"
+def _when(moment: datetime | None, zone: str | None = None) -> str:
+    """``moment`` with its zone: the subscriber's ``zone`` when given, else the system's; "never" for None."""
+    if moment is None:
+        return "never"
+    shown = moment.astimezone(ZoneInfo(zone)) if zone else moment.astimezone()
+    return shown.strftime("%Y-%m-%d %H:%M %Z")
 
 
 def format_status(status: Status, now: datetime) -> str:
@@ -174,8 +220,10 @@ def format_status(status: Status, now: datetime) -> str:
         lines.append(f"daemon:      not running (last started {_when(status.started_at)})")
         if status.busy:
             lines.append(f"             but `alertd {status.busy}` is using the state now")
-    if status.reload_ok:
-        lines.append(f"config:      loaded OK ({_when(status.reload_at)})")
+    if status.reload_at is None:
+        lines.append("config:      OK (not loaded by a daemon yet)")
+    elif status.reload_ok:
+        lines.append(f"config:      loaded OK at {_when(status.reload_at)}")
     else:
         lines.append(
             f"config:      LAST RELOAD FAILED ({_when(status.reload_at)}); still running the previous one:"
@@ -208,11 +256,47 @@ def format_status(status: Status, now: datetime) -> str:
             "             fix [delivery.smtp] or the password, then reload the config or run `alertd outbox retry`"
         )
     for sub in status.subscribers:
-        lines.append(
-            f"subscriber:  {sub.email} ({sub.schedule}): last digest {_when(sub.last_digest_at)}, "
-            f"next {_when(sub.next_due_at)}"
-        )
+        last = f"last mail {_when(sub.last_mail_at, sub.timezone)}" if sub.last_mail_at else "no mail yet"
+        if sub.next_due_at is None:
+            upcoming = "next on the next match"
+        elif sub.next_due_at <= now:
+            upcoming = "next now (due)"
+        else:
+            upcoming = f"next {_when(sub.next_due_at, sub.timezone)}"
+        lines.append(f"subscriber:  {sub.email} ({sub.schedule}, {sub.timezone}): {last}, {upcoming}")
+    lines.extend(f"attention:   {line}" for line in status.attention)
     return "\n".join(lines)
+
+
+def without_config(config_path: Path, environ: Mapping[str, str]) -> list[str]:
+    """What ``alertd status`` can still tell when the config no longer loads: whether a daemon runs on the
+    state that config names (its ``[state] path`` if the file still parses as TOML, else the default), and
+    what configuration it runs."""
+    try:
+        raw = load_toml(config_path).data.get("state", {})
+    except ConfigError:
+        raw = {}
+    named = raw.get("path") if isinstance(raw, dict) else None
+    relative = Path(named) if isinstance(named, str) and named else default("state", "path")
+    state_dir = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    state_path = (Path(state_dir) if state_dir else config_path.parent) / relative
+    if not state_path.exists():
+        return [f"daemon:      no state at {state_path}: alertd has not run with this config"]
+    with Store.open(state_path, readonly=True) as store:
+        daemon = store.daemon_state()
+    try:
+        found = holder(state_path)
+    except PermissionError:
+        found = None
+    if found is None:
+        return [f"daemon:      not running (last started {_when(daemon.started_at)}; state {state_path})"]
+    loaded = (
+        _when(daemon.reload_at) if daemon.reload_ok else f"{_when(daemon.reload_at)}, its last reload failed"
+    )
+    return [
+        f"daemon:      running ({found.purpose}, pid {found.pid}, since {_when(daemon.started_at)}), with the "
+        f"configuration it loaded at {loaded}: the file on disk no longer loads (above), fix it before a reload"
+    ]
 
 
 def feed_judgements(config: Config, store: Store) -> list[health.Judgement]:
@@ -228,7 +312,7 @@ def status_line(config: Config, store: Store, state_problem: str | None) -> str:
     failing = sum(1 for verdict in judgements if verdict.in_trouble)
     pending = len(store.outbox(("pending", "sending")))
     sent = store.last_sent_at()
-    last = sent.astimezone().strftime("%Y-%m-%d %H:%M") if sent else "never"
+    last = _when(sent)
     line = (
         f"{len(judgements) - failing}/{len(judgements)} feeds ok, {failing} failing; "
         f"{pending} messages pending; last delivery {last}"

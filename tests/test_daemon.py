@@ -262,3 +262,68 @@ def test_a_reload_that_lowers_the_interval_reschedules_the_next_poll_at_once(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_status_tells_the_truth_about_mail_reloads_and_a_config_broken_under_a_running_daemon(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.route(
+        "/feed.xml", make_rss([{"title": "Alibaba ouvre un bureau", "link": "https://example.org/a"}])
+    )
+    process, log = start_daemon(tmp_path, feed_server.url("/feed.xml"))
+    config = tmp_path / "alertd.toml"
+    try:
+        maildir = tmp_path / "var/mail/new"
+        assert wait_for(lambda: maildir.is_dir() and any(maildir.iterdir())), log.read_text()
+        healthy = alertd("status", "-c", str(config))
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        assert "config:      loaded OK at 20" in healthy.stdout
+        line = next(li for li in healthy.stdout.splitlines() if li.startswith("subscriber:"))
+        assert "(immediate, " in line and ": last mail 20" in line and "next on the next match" in line
+        assert "attention" not in healthy.stdout
+
+        config.write_text(config.read_text() + "\n[poll\n", encoding="utf-8")  # saved broken
+        broken = alertd("status", "-c", str(config))
+        assert broken.returncode == 78
+        assert "alertd.toml:" in broken.stderr  # the error, positioned
+        assert f"running (daemon, pid {process.pid}," in broken.stdout
+        assert "the file on disk no longer loads" in broken.stdout
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    stopped = alertd("status", "-c", str(config))
+    assert stopped.returncode == 78 and "daemon:      not running (last started 20" in stopped.stdout
+
+
+def test_status_before_any_daemon_says_so_and_a_failed_reload_exits_1(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.route("/feed.xml", make_rss([]))
+    process, log = start_daemon(tmp_path, feed_server.url("/feed.xml"))
+    config = tmp_path / "alertd.toml"
+    try:
+        assert wait_for(lambda: "alertd started" in log.read_text()), log.read_text()
+        (tmp_path / "watchlist.toml").write_text("[[topic]]\nid = 3\n", encoding="utf-8")
+        process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "reload failed" in log.read_text()), log.read_text()
+        failed = alertd("status", "-c", str(config))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert failed.returncode == 1
+    assert "attention:   the last reload failed" in failed.stdout
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "watchlist.toml").write_text(WATCHLIST, encoding="utf-8")
+    (fresh / "alertd.toml").write_text(
+        f'[poll]\nfirst_poll = "alert"\n[[feed]]\nname = "BFM"\nurl = "{feed_server.url("/feed.xml")}"\n'
+        '[[subscriber]]\nemail = "reader@example.org"\nschedule = "immediate"\n',
+        encoding="utf-8",
+    )
+    once = alertd("run", "--once", "-c", str(fresh / "alertd.toml"))
+    assert once.returncode == 0, once.stdout + once.stderr
+    after_once = alertd("status", "-c", str(fresh / "alertd.toml"))
+    assert after_once.returncode == 0
+    assert "config:      OK (not loaded by a daemon yet)" in after_once.stdout
+    assert "no mail yet" in after_once.stdout and "last digest" not in after_once.stdout

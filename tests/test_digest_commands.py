@@ -273,8 +273,9 @@ def test_status_shows_a_delivery_pause(tmp_path: Path) -> None:
 
     result = alertd("status", "-c", str(config))
 
-    assert 0 == result.returncode, result.stderr
+    assert 1 == result.returncode, result.stderr  # someone has to act
     assert "delivery:    PAUSED since" in result.stdout and "535 5.7.8" in result.stdout
+    assert "attention:   SMTP delivery is paused" in result.stdout
 
 
 def test_outbox_without_state_says_so(tmp_path: Path) -> None:

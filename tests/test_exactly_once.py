@@ -397,7 +397,7 @@ def test_wall_clock_steps_forward_and_back_never_stop_polling_and_the_digest_goe
     mail = tmp_path / "var/mail/new"
     daemon = spawn_daemon(config, log, env=faketime_env(offset))
     try:
-        assert wait_for(lambda: "1 new items" in log.read_text(), timeout=30), log.read_text()
+        assert wait_for(lambda: "1 new item," in log.read_text(), timeout=30), log.read_text()
         assert not mail.exists() or not any(mail.iterdir()), "the digest is not due yet"
 
         hits = feed_server.hits("/feed.xml")

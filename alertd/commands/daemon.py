@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from alertd.commands import EXIT_FAILURE, EXIT_OK, config_path, load, local, now
+from alertd.commands import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, config_path, load, local, now
 from alertd.records import OutboxMessage
 
 log = logging.getLogger("alertd")
@@ -94,11 +94,17 @@ def _waiting_line(message: OutboxMessage, paused: bool) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     from alertd.config import load_config
     from alertd.errors import ConfigError
-    from alertd.status import collect_status, format_status
+    from alertd.status import collect_status, format_status, without_config
     from alertd.store import Store
     from alertd.watchlist import load_watchlist
 
-    config = load_config(config_path(args))
+    path = config_path(args)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)  # and what can still be told: is a daemon running, on what
+        print("\n".join(without_config(path, os.environ)))
+        return EXIT_CONFIG
     if not config.state_path.exists():
         print(f"no state yet at {config.state_path}: alertd has never run with this config")
         return EXIT_OK
@@ -113,4 +119,4 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status.as_json(), ensure_ascii=False, indent=2))
     else:
         print(format_status(status, moment))
-    return EXIT_OK
+    return EXIT_FAILURE if status.attention else EXIT_OK

@@ -131,6 +131,13 @@ class OutboxTables(Database):
             )
         return cursor.rowcount
 
+    def last_sent_to(self, subscriber: str) -> datetime | None:
+        """When a message to ``subscriber`` was last accepted; None if none was (or all were pruned)."""
+        row = self._db.execute(
+            "SELECT MAX(sent_at) FROM outbox WHERE subscriber = ? AND status = 'sent'", (subscriber,)
+        ).fetchone()
+        return time_or_none(row[0]) if row else None
+
     def last_sent_at(self) -> datetime | None:
         """When the last message was accepted."""
         row = self._db.execute("SELECT MAX(sent_at) FROM outbox WHERE status = 'sent'").fetchone()
