@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level, args.log_format, os.environ)
+    if getattr(args, "utc", False):  # every local time this process prints is UTC from here on
+        os.environ["TZ"] = "UTC"
+        time.tzset()
     try:
         result: int = args.handler(args)
         sys.stdout.flush()  # here, where a reader that went away can still be told apart from a failure
@@ -66,6 +70,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "/etc/alertd/alertd.toml)",
     )
     common.add_argument(
+        "--utc",
+        action="store_true",
+        help="print times in UTC, not in the system's zone nor a subscriber's (JSON carries offsets anyway)",
+    )
+    common.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default: info"
     )
     common.add_argument(
@@ -76,7 +85,7 @@ def _build_parser() -> argparse.ArgumentParser:
         parser.print_help()
         return EXIT_USAGE
 
-    parser.set_defaults(handler=usage, log_level="info", log_format="text")
+    parser.set_defaults(handler=usage, log_level="info", log_format="text", utc=False)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     def command(

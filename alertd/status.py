@@ -203,8 +203,9 @@ def _when(moment: datetime | None, zone: str | None = None) -> str:
     return shown.strftime("%Y-%m-%d %H:%M %Z")
 
 
-def format_status(status: Status, now: datetime) -> str:
-    """The human-readable report."""
+def format_status(status: Status, now: datetime, *, utc: bool = False) -> str:
+    """The human-readable report: times in the system's zone, a subscriber's mail in theirs (``utc``: all in
+    UTC)."""
     lines = []
     if status.running and status.uptime_seconds is not None:
         uptime = schedule.format_duration(timedelta(seconds=int(status.uptime_seconds)))
@@ -256,13 +257,14 @@ def format_status(status: Status, now: datetime) -> str:
             "             fix [delivery.smtp] or the password, then reload the config or run `alertd outbox retry`"
         )
     for sub in status.subscribers:
-        last = f"last mail {_when(sub.last_mail_at, sub.timezone)}" if sub.last_mail_at else "no mail yet"
+        zone = None if utc else sub.timezone
+        last = f"last mail {_when(sub.last_mail_at, zone)}" if sub.last_mail_at else "no mail yet"
         if sub.next_due_at is None:
             upcoming = "next on the next match"
         elif sub.next_due_at <= now:
             upcoming = "next now (due)"
         else:
-            upcoming = f"next {_when(sub.next_due_at, sub.timezone)}"
+            upcoming = f"next {_when(sub.next_due_at, zone)}"
         lines.append(f"subscriber:  {sub.email} ({sub.schedule}, {sub.timezone}): {last}, {upcoming}")
     lines.extend(f"attention:   {line}" for line in status.attention)
     return "\n".join(lines)

@@ -371,3 +371,30 @@ def test_outbox_retry_keeps_the_history_and_without_ids_retries_every_failed_or_
         store.enqueue_digest("marie@example.org", "<d@alertd>", b"Subject: d\r\n\r\nx", [], NOW)
     nothing = alertd("outbox", "retry", "-c", str(bare))
     assert 1 == nothing.returncode and "nothing to retry" in nothing.stderr
+
+
+def test_every_time_printed_carries_its_zone_and_utc_forces_utc(tmp_path: Path) -> None:
+    from tests.processes import alertd as alertd_with
+
+    config = write_config(tmp_path)
+    seed_state(tmp_path, ["Alibaba ouvre un bureau à Paris"])
+    with Store.open(tmp_path / "var" / "alertd.sqlite3") as store:
+        queued = store.enqueue_digest("marie@example.org", "<z@alertd>", b"Subject: z\r\n\r\nx", [], NOW)
+        assert queued is not None
+        mark_retry(store, queued, "smtp 127.0.0.1:25: 451 4.3.0 try later", NOW + timedelta(minutes=3))
+    tokyo = {"TZ": "Asia/Tokyo"}
+
+    status = alertd_with("status", "-c", str(config), env=tokyo).stdout
+    in_utc = alertd_with("status", "--utc", "-c", str(config), env=tokyo).stdout
+    box = alertd_with("outbox", "-c", str(config), env=tokyo).stdout
+    box_utc = alertd_with("outbox", "--utc", "-c", str(config), env=tokyo).stdout
+
+    marie = next(line for line in status.splitlines() if "marie@example.org" in line)
+    john = next(line for line in status.splitlines() if "john@example.org" in line)
+    assert re.search(r"next \d{4}-\d\d-\d\d 07:00 CE(S)?T$", marie), marie  # her digest, in her zone
+    assert john.endswith("next now (due)"), john  # his schedule was last served two days ago
+    assert "JST" in box and re.search(r"\d\d:\d\d:\d\d JST", box), box  # the next attempt, to the second
+    assert (
+        "JST" not in in_utc and "CET" not in in_utc and re.search(r"next \d{4}-\d\d-\d\d \d\d:00 UTC", in_utc)
+    )
+    assert "JST" not in box_utc and re.search(r"\d\d:\d\d:\d\d UTC", box_utc)

@@ -118,5 +118,5 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status.as_json(), ensure_ascii=False, indent=2))
     else:
-        print(format_status(status, moment))
+        print(format_status(status, moment, utc=args.utc))
     return EXIT_FAILURE if status.attention else EXIT_OK

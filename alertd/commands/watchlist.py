@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from alertd import schedule
-from alertd.commands import EXIT_OK, EXIT_USAGE, load, now
+from alertd.commands import EXIT_OK, EXIT_USAGE, load, local, now
 from alertd.errors import did_you_mean
 from alertd.explain import explain_item, format_explanation
 from alertd.match import match_item
@@ -171,8 +171,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             found.extend((item.key, m) for m in matches)
             for m in matches:
                 counts[m.topic_id] = counts.get(m.topic_id, 0) + 1
-                local = first_seen.astimezone().strftime("%Y-%m-%d %H:%M")
-                print(f"{local}  [{m.topic_id}]  {item.title}  ({item.feed_name})")
+                print(f"{local(first_seen)}  [{m.topic_id}]  {item.title}  ({item.feed_name})")
                 print(f"    why: {', '.join(m.terms)}" + (f"  → {item.link}" if item.link else ""))
         if args.deliver:
             added = store.add_matches(found, now())
