@@ -17,7 +17,16 @@ from typing import Any
 from alertd import __version__
 from alertd.commands import EXIT_BROKEN_PIPE, EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE
 from alertd.commands.daemon import cmd_flush, cmd_run, cmd_status
-from alertd.commands.feeds import cmd_feeds, cmd_feeds_export, cmd_feeds_import
+from alertd.commands.feeds import (
+    cmd_feeds,
+    cmd_feeds_add,
+    cmd_feeds_export,
+    cmd_feeds_import,
+    cmd_feeds_pause,
+    cmd_feeds_poll,
+    cmd_feeds_remove,
+    cmd_feeds_resume,
+)
 from alertd.commands.mail import cmd_outbox, cmd_preview, cmd_test_email
 from alertd.commands.setup import cmd_init
 from alertd.commands.watchlist import cmd_check_config, cmd_match, cmd_replay
@@ -239,10 +248,13 @@ def _build_parser() -> argparse.ArgumentParser:
     feeds = command(
         commands,
         "feeds",
-        "each feed's health; `feeds import FILE.opml` adds feeds, `feeds export` writes them as OPML",
+        "each feed's health; `feeds add`, `remove`, `pause`, `resume` manage them, `feeds poll` polls now, "
+        "`feeds import` / `export` read and write OPML",
         [
             "alertd feeds",
             "alertd feeds --json | jq -r '.[] | select(.status != \"ok\") | .name'",
+            "alertd feeds add https://example.org/rss --check",
+            'alertd feeds poll "BFM Économie"',
             "alertd feeds import subscriptions.opml",
             "alertd feeds export > feeds.opml",
         ],
@@ -262,6 +274,39 @@ def _build_parser() -> argparse.ArgumentParser:
         feeds_commands, "export", "write every feed as OPML", ["alertd feeds export > feeds.opml"]
     )
     feeds_export.set_defaults(handler=cmd_feeds_export)
+    feeds_add = command(
+        feeds_commands,
+        "add",
+        "add a feed to the config's feeds_file (a running daemon picks it up at once)",
+        [
+            "alertd feeds add https://www.bfmtv.com/rss/economie/ --check",
+            'alertd feeds add https://example.org/rss --name "Exemple" --tags chine,export --interval 1h',
+        ],
+    )
+    feeds_add.add_argument("url", metavar="URL")
+    feeds_add.add_argument("--name", help="default: the feed's title with --check, else the host name")
+    feeds_add.add_argument("--tags", metavar="A,B", help="comma-separated tags (topics may scope to them)")
+    feeds_add.add_argument("--interval", metavar="DURATION", help="its own poll interval (e.g. 1h)")
+    feeds_add.add_argument(
+        "--check", action="store_true", help="fetch it once first, to prove it is a feed (and take its title)"
+    )
+    feeds_add.set_defaults(handler=cmd_feeds_add)
+    for name, summary, handler in (
+        ("remove", "remove a feed from the feeds_file (what it had stays known)", cmd_feeds_remove),
+        ("pause", "keep a feed of the feeds_file but stop polling it", cmd_feeds_pause),
+        ("resume", "poll a paused feed again", cmd_feeds_resume),
+    ):
+        edit = command(feeds_commands, name, summary, [f'alertd feeds {name} "BFM Économie"'])
+        edit.add_argument("feed", metavar="NAME|URL")
+        edit.set_defaults(handler=handler)
+    feeds_poll = command(
+        feeds_commands,
+        "poll",
+        "poll feeds now: the running daemon does it if there is one, else this command, and prints the outcome",
+        ["alertd feeds poll", 'alertd feeds poll "BFM Économie" https://example.org/rss'],
+    )
+    feeds_poll.add_argument("feeds", nargs="*", metavar="NAME|URL", help="default: every feed not paused")
+    feeds_poll.set_defaults(handler=cmd_feeds_poll)
 
     init = command(
         commands,

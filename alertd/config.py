@@ -25,6 +25,7 @@ from alertd.tomlsource import KeyPath, TomlDocument
 from alertd.tomlsource import load as load_toml
 from alertd.validators import (
     Converter,
+    boolean,
     choice,
     digest_schedule,
     duration,
@@ -100,6 +101,7 @@ _FEED = {
     "name": Option(nonempty),
     "interval": Option(duration),
     "tags": Option(string_list, ()),
+    "paused": Option(boolean, False),
 }
 _DELIVERY = {
     "method": Option(choice("maildir", "mbox", "smtp"), "maildir"),
@@ -177,6 +179,8 @@ class FeedConfig:
     name: str
     interval: timedelta | None = None
     tags: tuple[str, ...] = ()
+    paused: bool = False
+    """Kept (its state, its items) but not polled: ``alertd feeds pause`` / ``resume``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +394,7 @@ class _Loader:
                     name=values["name"] or url,
                     interval=values["interval"],
                     tags=values["tags"],
+                    paused=values["paused"],
                 )
             )
         return tuple(feeds)

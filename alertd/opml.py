@@ -159,9 +159,9 @@ def write_opml(feeds: Sequence[FeedConfig], title: str = "alertd feeds") -> str:
 
 
 FEEDS_FILE_HEADER = """\
-# Feeds managed by `alertd feeds import` (alertd appends here; you may edit or delete entries).
-# Read as part of the config named by its `feeds_file` option; each [[feed]] takes the same keys as there:
-# url (required), name, interval, tags.
+# Feeds managed by `alertd feeds import` and `alertd feeds add / remove / pause / resume` (you may edit or
+# delete entries too). Read as part of the config named by its `feeds_file` option; each [[feed]] takes the
+# same keys as there: url (required), name, interval, tags, paused.
 """
 
 

@@ -11,11 +11,13 @@ transaction (lemon24/reader's ``Pipeline``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import random
 from collections import Counter
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timezone
 
 from alertd import compose, due, incremental, polling, schedule, stories
 from alertd.config import Config, FeedConfig, SubscriberConfig
@@ -125,6 +127,38 @@ def _place_stories(rt: Runtime, items: Sequence[Item], now: datetime) -> tuple[I
     window = rt.config.digest.story_window
     candidates = rt.store.story_candidates((mark for item in signed for mark in item.marks), now - window)
     return stories.assign_stories(signed, candidates, window, now)
+
+
+def reschedule_feed(
+    rt: Runtime,
+    old: tuple[FeedConfig, polling.PollPolicy],
+    new: tuple[FeedConfig, polling.PollPolicy],
+    now: datetime,
+    rng: random.Random,
+) -> None:
+    """A reload changed what decides a feed's next poll: record when the new settings poll it
+    (:func:`alertd.polling.after_reload`), rather than the time the old ones gave."""
+    feed = new[0]
+    state = rt.store.feed_state(feed.url, feed.name)
+    arrivals: list[datetime] = []
+    if polling.wants_arrivals(feed, state) and state.first_success_at is not None:
+        arrivals = rt.store.recent_arrivals(feed.url, state.first_success_at, schedule.ADAPT_SAMPLES)
+    due = polling.after_reload(state, old, new, arrivals, now, rng)
+    if due is not None:
+        rt.store.reschedule_feed(feed.url, due)
+        log.info("reload: feed %s is now polled next at %s", feed.name, due.isoformat(timespec="seconds"))
+
+
+async def answer_poll_requests(
+    rt: Runtime, poll: Callable[[str], Awaitable[polling.PollReport | None]]
+) -> None:
+    """Poll now the feeds ``alertd feeds poll`` asked the daemon for (through ``poll``, the daemon's own poll
+    of one feed), one request at a time, and answer each with the poll's outcome."""
+    with contextlib.suppress(StateWriteError):  # nothing is asked while the state cannot be written
+        for request_id, url in rt.store.open_poll_requests():
+            report = await poll(url)
+            outcome = report.outcome() if report is not None else f"{url}: not a configured feed"
+            rt.store.answer_poll_request(request_id, outcome, datetime.now(timezone.utc))
 
 
 async def _identify(rt: Runtime, feed: FeedConfig, fetched: FetchResult, now: datetime) -> polling.Identified:

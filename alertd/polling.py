@@ -116,6 +116,13 @@ class PollReport:
     def failed(self) -> bool:
         return self.status in ("error", "gone")
 
+    def outcome(self) -> str:
+        """The poll in one line, for the person who asked for it (``alertd feeds poll``)."""
+        if self.status in ("error", "gone", "skipped"):
+            return f"{self.name}: {self.status}: {self.error_class + ': ' if self.error_class else ''}{self.error}"
+        found = f"{counted(self.new_items, 'new item')}, {counted(self.matches, 'match', 'matches')}"
+        return f"{self.name}: {self.status}, {found}" + (f" ({self.notice})" if self.notice else "")
+
 
 @dataclass(frozen=True, slots=True)
 class PollIntent:
@@ -130,7 +137,11 @@ class PollIntent:
 
 
 def skip(feed: FeedConfig, state: FeedState) -> PollIntent | None:
-    """A feed that must not be fetched (410 Gone earlier), or None: fetch it."""
+    """A feed that must not be fetched (410 Gone earlier, or paused), or None: fetch it."""
+    if feed.paused:
+        return PollIntent(
+            PollReport(feed.url, feed.name, "skipped", error="feed is paused (alertd feeds resume)")
+        )
     if not state.gone:
         return None
     report = PollReport(

@@ -22,7 +22,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,8 @@ class Daemon:
         self.heartbeat = time.monotonic()
         self.watch = reloads.WatchState()
         self.deferred: dict[Path, tuple[int, int] | None] = {}
+        self.answering: asyncio.Task[None] | None = None
+        """The task answering ``alertd feeds poll`` requests, while it runs."""
         """The file stamps of the last reload not applied yet (a configuration emptied a moment ago)."""
         self.loop_lag = 0.0
         """The longest event-loop stall since the last status report (seconds)."""
@@ -170,7 +172,7 @@ class Daemon:
 
     # --- jobs ----------------------------------------------------------------------------------------------
 
-    def _track(self, step: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
+    def _track(self, step: Callable[[], Awaitable[Any]]) -> Callable[[], Coroutine[Any, Any, None]]:
         """Wrap a job so shutdown can wait for it, and so one failing step never kills the scheduler."""
 
         async def job() -> None:
@@ -215,21 +217,24 @@ class Daemon:
             next_run_time=self.now() + HOUSEKEEPING_DELAY,
             replace_existing=True,
         )
-        every = {
-            "heartbeat": (self._beat, HEARTBEAT_INTERVAL),
-            "watch-files": (self._watch_files, WATCH_INTERVAL),
-        }
-        every["status"] = (self._report_status, STATUS_INTERVAL)
-        every["state"] = (self._retry_state, STATE_RETRY_INTERVAL)
-        for job_id, (job, seconds) in every.items():
+        for job_id, job, seconds in (
+            ("heartbeat", self._beat, HEARTBEAT_INTERVAL),
+            ("watch-files", self._watch_files, WATCH_INTERVAL),
+            ("status", self._report_status, STATUS_INTERVAL),
+            ("state", self._retry_state, STATE_RETRY_INTERVAL),
+            ("poll-requests", self._look_for_poll_requests, WATCH_INTERVAL),
+        ):
             self.scheduler.add_job(job, IntervalTrigger(seconds=seconds), id=job_id, replace_existing=True)
 
     def _schedule_feed(self, feed: FeedConfig, *, after_poll: bool = False) -> None:
-        """One job per feed, at the time :func:`alertd.polling.job_time` gives (none for a gone feed)."""
+        """One job per feed, at the time :func:`alertd.polling.job_time` gives (none for a gone or paused feed:
+        a reload that resumes it schedules it again)."""
         assert self.rt is not None
         state = self.rt.store.feed_state(feed.url, feed.name)
         due = polling.job_time(state, self.now(), self.rng, after_poll=after_poll, policy=self.poll_policy())
-        if due is None:
+        if due is None or feed.paused:
+            with contextlib.suppress(Exception):
+                self.scheduler.remove_job(f"poll:{feed.url}")
             return
         self.scheduler.add_job(
             self._track(lambda: self._poll(feed.url)),
@@ -237,22 +242,6 @@ class Daemon:
             id=f"poll:{feed.url}",
             replace_existing=True,
         )
-
-    def _reschedule_feed(self, old: FeedConfig, old_policy: polling.PollPolicy, feed: FeedConfig) -> None:
-        """A reload changed what decides this feed's next poll: poll it when the new settings say
-        (:func:`alertd.polling.after_reload`), recorded, rather than at the time the old ones gave."""
-        assert self.rt is not None
-        state = self.rt.store.feed_state(feed.url, feed.name)
-        arrivals: list[datetime] = []
-        if polling.wants_arrivals(feed, state) and state.first_success_at is not None:
-            arrivals = self.rt.store.recent_arrivals(feed.url, state.first_success_at, schedule.ADAPT_SAMPLES)
-        due = polling.after_reload(
-            state, (old, old_policy), (feed, self.poll_policy()), arrivals, self.now(), self.rng
-        )
-        if due is not None:
-            self.rt.store.reschedule_feed(feed.url, due)
-            log.info("reload: feed %s is now polled next at %s", feed.name, due.isoformat(timespec="seconds"))
-        self._schedule_feed(feed)
 
     def poll_policy(self) -> polling.PollPolicy:
         assert self.rt is not None
@@ -285,11 +274,24 @@ class Daemon:
             replace_existing=True,
         )
 
-    async def _poll(self, url: str) -> None:
+    async def _look_for_poll_requests(self) -> None:
+        """Every 2 s: answer the polls ``alertd feeds poll`` asked for, in a task of its own (a poll may take
+        longer than the interval; the next look then finds it still running and leaves it be)."""
+        rt = self.rt
+        if (
+            (self.answering is None or self.answering.done())
+            and rt is not None
+            and rt.store.open_poll_requests()
+        ):
+            self.answering = asyncio.create_task(
+                self._track(lambda: pipeline.answer_poll_requests(rt, self._poll))()
+            )
+
+    async def _poll(self, url: str) -> polling.PollReport | None:
         assert self.rt is not None
         feed = next((f for f in self.rt.config.feeds if f.url == url), None)
         if feed is None:
-            return
+            return None
         try:
             async with poll_slot(self.rt):
                 with self.rt.metrics.poll_seconds.time():
@@ -308,6 +310,7 @@ class Daemon:
             await pipeline.drain_outbox(self.rt, self.now())
         if report.matches:  # priority alerts (debounced) and mail held by quiet hours get their job
             self._schedule_digests()
+        return report
 
     async def _digest(self, email: str) -> None:
         assert self.rt is not None
@@ -380,10 +383,9 @@ class Daemon:
             step = (now_wall - wall) - (now_mono - mono)
             if abs(step) > CLOCK_STEP and self.rt is not None and not self.stopping.is_set():
                 moved = schedule.format_duration(timedelta(seconds=round(abs(step))))
+                way = "forward" if step > 0 else "back"
                 log.warning(
-                    "the wall clock stepped %s by %s (NTP, a resumed VM?): scheduling every job again",
-                    "forward" if step > 0 else "back",
-                    moved,
+                    "the wall clock stepped %s by %s (NTP, a resumed VM?): rescheduling all", way, moved
                 )
                 self._schedule_all()
             wall, mono = now_wall, now_mono
@@ -471,12 +473,15 @@ class Daemon:
                 self.scheduler.remove_job(f"poll:{url}")
             self.rt.layouts.forget(url)
         before = {f.url: f for f in old.feeds}
-        old_policy = polling.PollPolicy.of(old.poll)
+        old_policy, new_policy = polling.PollPolicy.of(old.poll), self.poll_policy()
         for feed in config.feeds:
             if feed.url not in before:
                 self._schedule_feed(feed)
-            elif feed != before[feed.url] or old.poll != config.poll:
-                self._reschedule_feed(before[feed.url], old_policy, feed)
+            elif feed != before[feed.url] or old.poll != config.poll:  # poll it when the new settings say
+                pipeline.reschedule_feed(
+                    self.rt, (before[feed.url], old_policy), (feed, new_policy), self.now(), self.rng
+                )
+                self._schedule_feed(feed)
         for subscriber in old.subscribers:
             with contextlib.suppress(Exception):
                 self.scheduler.remove_job(f"digest:{subscriber.email}")

@@ -67,6 +67,12 @@ def choice(*choices: str) -> Converter:
     return convert
 
 
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {type_name(value)}")
+    return value
+
+
 def string_list(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ValueError(f"expected an array of strings, got {type_name(value)}")

@@ -211,7 +211,8 @@ def test_misspelt_watchlist_keys_sets_and_topics_get_a_did_you_mean(tmp_path: Pa
 
 COMMANDS = [
     ["run"], ["flush"], ["check-config"], ["match"], ["replay"], ["status"], ["preview"], ["test-email"],
-    ["outbox"], ["feeds"], ["feeds", "import"], ["feeds", "export"], ["init"],
+    ["outbox"], ["feeds"], ["feeds", "import"], ["feeds", "export"], ["feeds", "add"], ["feeds", "remove"],
+    ["feeds", "pause"], ["feeds", "resume"], ["feeds", "poll"], ["init"],
 ]  # fmt: skip
 
 

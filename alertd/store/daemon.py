@@ -1,4 +1,5 @@
-"""The ``daemon`` row: what the running (or last) daemon says about itself, and the SMTP delivery pause.
+"""The ``daemon`` row: what the running (or last) daemon says about itself, the SMTP delivery pause, and the
+polls other commands ask it for (``poll_requests``: ``alertd feeds poll`` beside a running daemon).
 
 ``alertd status`` reads it from another process, read-only, whether or not the daemon runs.
 """
@@ -6,6 +7,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -63,6 +65,40 @@ class DaemonTables(Database):
             reload_ok=bool(row["reload_ok"]),
             reload_error=row["reload_error"],
         )
+
+    def request_polls(self, urls: Sequence[str], now: datetime) -> list[int]:
+        """Ask the running daemon to poll these feeds now; the ids to wait on (:meth:`poll_outcomes`)."""
+        with self.transaction() as db:
+            return [
+                int(
+                    db.execute(
+                        "INSERT INTO poll_requests (feed_url, requested_at) VALUES (?, ?)", (url, iso(now))
+                    ).lastrowid
+                    or 0
+                )
+                for url in urls
+            ]
+
+    def open_poll_requests(self) -> list[tuple[int, str]]:
+        """(id, feed URL) of the polls asked for and not done yet, oldest first (the daemon reads them)."""
+        rows = self._db.execute("SELECT id, feed_url FROM poll_requests WHERE done_at IS NULL ORDER BY id")
+        return [(int(row[0]), str(row[1])) for row in rows]
+
+    def answer_poll_request(self, request_id: int, outcome: str, now: datetime) -> None:
+        with self.transaction(redoable=True) as db:
+            db.execute(
+                "UPDATE poll_requests SET done_at = ?, outcome = ? WHERE id = ?",
+                (iso(now), outcome, request_id),
+            )
+
+    def poll_outcomes(self, request_ids: Sequence[int]) -> dict[int, str]:
+        """The outcome of each of these requests the daemon has answered."""
+        marks = ",".join("?" * len(request_ids))
+        rows = self._db.execute(
+            f"SELECT id, outcome FROM poll_requests WHERE done_at IS NOT NULL AND id IN ({marks})",  # noqa: S608
+            tuple(request_ids),
+        )
+        return {int(row[0]): str(row[1]) for row in rows}
 
     def delivery_pause(self) -> DeliveryPause | None:
         """The current delivery pause, or None (also on a database not yet migrated, opened read-only)."""

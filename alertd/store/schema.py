@@ -211,6 +211,18 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX story_marks_by_item ON story_marks (item_key);
     """,
+    # 8: `alertd feeds poll` beside a running daemon asks it, rather than polling a second time itself: a request
+    # per feed, answered by the daemon with the poll's outcome.
+    """
+    CREATE TABLE poll_requests (
+        id INTEGER PRIMARY KEY,
+        feed_url TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        done_at TEXT,
+        outcome TEXT
+    );
+    CREATE INDEX poll_requests_open ON poll_requests (done_at);
+    """,
 )
 
 
