@@ -52,6 +52,7 @@ class Status:
     reload_error: str | None
     feeds_total: int
     feeds_failing: int
+    feeds_paused: int = 0
     feeds: list[dict[str, Any]] = field(default_factory=list)
     outbox: dict[str, int] = field(default_factory=dict)
     subscribers: list[SubscriberStatus] = field(default_factory=list)
@@ -146,7 +147,8 @@ def collect_status(config: Config, watchlist: Watchlist | None, store: Store, no
         reload_at=daemon.reload_at,
         reload_error=daemon.reload_error,
         feeds_total=len(configured),
-        feeds_failing=sum(1 for f in feeds if f["failing"]),
+        feeds_failing=sum(1 for f in feeds if f["failing"] and not configured[f["url"]].paused),
+        feeds_paused=sum(1 for feed in config.feeds if feed.paused),
         feeds=feeds,
         outbox=counts,
         subscribers=subscribers,
@@ -231,7 +233,8 @@ def format_status(status: Status, now: datetime, *, utc: bool = False) -> str:
         )
         lines.extend(f"             {line}" for line in (status.reload_error or "").splitlines())
     lines.append(
-        f"feeds:       {status.feeds_total - status.feeds_failing} ok, {status.feeds_failing} failing"
+        f"feeds:       {status.feeds_total - status.feeds_failing - status.feeds_paused} ok, "
+        f"{status.feeds_failing} failing" + (f", {status.feeds_paused} paused" if status.feeds_paused else "")
     )
     for feed in status.feeds:
         if feed["failing"]:

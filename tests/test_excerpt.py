@@ -145,14 +145,14 @@ def test_term_places_of_a_term_matched_in_title_and_link_is_shown() -> None:
     ("rule", "score", "fr", "en"),
     [
         (TopicRule(), 1.0, "", ""),
-        (TopicRule("query"), 1.0, "d’après la requête du sujet", "by the topic's query"),
-        (TopicRule("all"), 2.0, "un terme de chaque groupe requis", "a term of each required group"),
+        (TopicRule("query"), 1.0, "requête du sujet", "the topic's query"),
+        (TopicRule("all"), 2.0, "un terme par groupe requis", "a term per required group"),
         (TopicRule("terms", 2.0), 2.5, "score 2.5 (seuil 2)", "score 2.5 (threshold 2)"),
         (
             TopicRule("query", 1.5),
             3.0,
-            "d’après la requête du sujet, score 3 (seuil 1.5)",
-            "by the topic's query, score 3 (threshold 1.5)",
+            "requête du sujet, score 3 (seuil 1.5)",
+            "the topic's query, score 3 (threshold 1.5)",
         ),
     ],
 )
