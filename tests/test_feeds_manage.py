@@ -193,8 +193,13 @@ def test_a_file_without_feeds_has_no_blocks() -> None:
 def test_status_counts_a_paused_feed_apart(tmp_path: Path, feed_server: FeedServer) -> None:
     feed_server.route("/rss", make_rss([]))
     config = write_config(tmp_path)
-    assert alertd("feeds", "add", feed_server.url("/rss"), "--name", "Loop", "-c", str(config)).returncode == 0
-    assert alertd("run", "--once", "-c", str(config)).returncode in (0, 1)  # the config's own feed is unreachable
+    assert (
+        alertd("feeds", "add", feed_server.url("/rss"), "--name", "Loop", "-c", str(config)).returncode == 0
+    )
+    assert alertd("run", "--once", "-c", str(config)).returncode in (
+        0,
+        1,
+    )  # the config's own feed is unreachable
     assert alertd("feeds", "pause", "Loop", "-c", str(config)).returncode == 0
 
     status = alertd("status", "-c", str(config)).stdout
