@@ -220,7 +220,10 @@ def format_status(status: Status, now: datetime, *, utc: bool = False) -> str:
                 "It delivers nothing until it can (nothing is sent twice)"
             )
     else:
-        lines.append(f"daemon:      not running (last started {_when(status.started_at)})")
+        since = (
+            f"last started {_when(status.started_at)}" if status.started_at else "never started on this state"
+        )
+        lines.append(f"daemon:      not running ({since})")
         if status.busy:
             lines.append(f"             but `alertd {status.busy}` is using the state now")
     if status.reload_at is None:

@@ -327,3 +327,4 @@ def test_status_before_any_daemon_says_so_and_a_failed_reload_exits_1(
     assert after_once.returncode == 0
     assert "config:      OK (not loaded by a daemon yet)" in after_once.stdout
     assert "no mail yet" in after_once.stdout and "last digest" not in after_once.stdout
+    assert "daemon:      not running (never started on this state)" in after_once.stdout
