@@ -45,6 +45,15 @@ def start_daemon(tmp_path: Path, feed_url: str) -> tuple[subprocess.Popen[bytes]
     return spawn_daemon(config, log), log
 
 
+def start_on_one_story(tmp_path: Path, feed_server: FeedServer) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """The daemon on a feed holding one matching story: its process, its log, its config."""
+    feed_server.route(
+        "/feed.xml", make_rss([{"title": "Alibaba ouvre un bureau", "link": "https://example.org/a"}])
+    )
+    process, log = start_daemon(tmp_path, feed_server.url("/feed.xml"))
+    return process, log, tmp_path / "alertd.toml"
+
+
 def test_daemon_delivers_then_stops_cleanly_on_sigterm(tmp_path: Path, feed_server: FeedServer) -> None:
     feed_server.route(
         "/feed.xml", make_rss([{"title": "Alibaba ouvre un bureau à Paris", "link": "https://example.org/a"}])
@@ -234,11 +243,7 @@ def test_a_reload_that_lowers_the_interval_reschedules_the_next_poll_at_once(
     import json
     from datetime import datetime, timedelta
 
-    feed_server.route(
-        "/feed.xml", make_rss([{"title": "Alibaba ouvre un bureau", "link": "https://example.org/a"}])
-    )
-    process, log = start_daemon(tmp_path, feed_server.url("/feed.xml"))
-    config = tmp_path / "alertd.toml"
+    process, log, config = start_on_one_story(tmp_path, feed_server)
 
     def next_poll() -> datetime | None:
         rows = json.loads(alertd("feeds", "--json", "-c", str(config)).stdout or "[]")
@@ -267,11 +272,7 @@ def test_a_reload_that_lowers_the_interval_reschedules_the_next_poll_at_once(
 def test_status_tells_the_truth_about_mail_reloads_and_a_config_broken_under_a_running_daemon(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
-    feed_server.route(
-        "/feed.xml", make_rss([{"title": "Alibaba ouvre un bureau", "link": "https://example.org/a"}])
-    )
-    process, log = start_daemon(tmp_path, feed_server.url("/feed.xml"))
-    config = tmp_path / "alertd.toml"
+    process, log, config = start_on_one_story(tmp_path, feed_server)
     try:
         maildir = tmp_path / "var/mail/new"
         assert wait_for(lambda: maildir.is_dir() and any(maildir.iterdir())), log.read_text()

@@ -136,14 +136,19 @@ def test_add_check_pause_resume_remove_through_the_command(tmp_path: Path, feed_
     assert feedsfile.feed_urls((tmp_path / "feeds.toml").read_text(encoding="utf-8")) == []
 
 
+def with_a_loopback_feed(tmp_path: Path, feed_server: FeedServer) -> Path:
+    """A config whose feeds file holds "Loop", a feed on the loopback server with one matching story."""
+    feed_server.route("/rss", make_rss([{"title": "Alibaba à Paris", "link": "https://x.example/a"}]))
+    config = write_config(tmp_path)
+    added = alertd("feeds", "add", feed_server.url("/rss"), "--name", "Loop", "-c", str(config))
+    assert added.returncode == 0, added.stderr
+    return config
+
+
 def test_poll_now_without_a_daemon_polls_here_and_says_what_it_found(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
-    feed_server.route("/rss", make_rss([{"title": "Alibaba à Paris", "link": "https://x.example/a"}]))
-    config = write_config(tmp_path)
-    assert (
-        alertd("feeds", "add", feed_server.url("/rss"), "--name", "Loop", "-c", str(config)).returncode == 0
-    )
+    config = with_a_loopback_feed(tmp_path, feed_server)
 
     polled = alertd("feeds", "poll", "Loop", "-c", str(config))
 
@@ -155,11 +160,7 @@ def test_poll_now_without_a_daemon_polls_here_and_says_what_it_found(
 def test_poll_now_beside_a_running_daemon_asks_it_and_never_polls_twice(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
-    feed_server.route("/rss", make_rss([{"title": "Alibaba à Paris", "link": "https://x.example/a"}]))
-    config = write_config(tmp_path)
-    assert (
-        alertd("feeds", "add", feed_server.url("/rss"), "--name", "Loop", "-c", str(config)).returncode == 0
-    )
+    config = with_a_loopback_feed(tmp_path, feed_server)
     log = tmp_path / "daemon.log"
     daemon = spawn_daemon(config, log)
     try:
