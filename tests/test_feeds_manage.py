@@ -206,3 +206,7 @@ def test_status_counts_a_paused_feed_apart(tmp_path: Path, feed_server: FeedServ
     status = alertd("status", "-c", str(config)).stdout
 
     assert "1 paused" in status and "-1 ok" not in status
+    explicit = alertd("feeds", "poll", "Loop", "-c", str(config))
+    assert (
+        explicit.returncode == 0 and "Loop: skipped: feed is paused (alertd feeds resume)" in explicit.stdout
+    )

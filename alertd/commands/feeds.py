@@ -225,6 +225,9 @@ def cmd_feeds_poll(args: argparse.Namespace) -> int:
     feeds = _named_feeds(config, args.feeds)
     if isinstance(feeds, int):
         return feeds
+    if not feeds:
+        print("alertd: nothing to poll: no feed is configured, or every feed is paused", file=sys.stderr)
+        return EXIT_FAILURE
     running = config.state_path.exists() and (found := holder(config.state_path)) is not None
     if running and found is not None and found.purpose == "daemon":
         return _ask_the_daemon(config, feeds)
