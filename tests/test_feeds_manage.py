@@ -210,3 +210,31 @@ def test_status_counts_a_paused_feed_apart(tmp_path: Path, feed_server: FeedServ
     assert (
         explicit.returncode == 0 and "Loop: skipped: feed is paused (alertd feeds resume)" in explicit.stdout
     )
+
+
+def test_a_feed_added_or_paused_while_the_daemon_runs_is_picked_up_within_seconds(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.route("/rss", make_rss([{"title": "Alibaba à Paris", "link": "https://x.example/a"}]))
+    config = write_config(tmp_path)
+    log = tmp_path / "daemon.log"
+    daemon = spawn_daemon(config, log)
+    try:
+        assert wait_for(lambda: "alertd started" in log.read_text()), log.read_text()
+        added = alertd("feeds", "add", feed_server.url("/rss"), "--name", "Loop", "-c", str(config))
+        assert added.returncode == 0, added.stderr
+        assert wait_for(lambda: "feed Loop: 1 new item, 1 match" in log.read_text(), timeout=30), (
+            log.read_text()
+        )
+
+        assert alertd("feeds", "pause", "Loop", "-c", str(config)).returncode == 0
+        assert wait_for(
+            lambda: "configuration reloaded" in log.read_text().split("1 new item")[-1], timeout=30
+        )
+        hits = feed_server.hits("/rss")
+        asked = alertd("feeds", "poll", "Loop", "-c", str(config))
+        assert "Loop: skipped: feed is paused" in asked.stdout, asked.stdout + asked.stderr
+        assert feed_server.hits("/rss") == hits
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
