@@ -102,3 +102,16 @@ def test_an_item_still_in_its_feed_is_never_mailed_again_after_retention(tmp_pat
 def test_retention_below_90_days_is_refused(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.sqlite3") as store, pytest.raises(ValueError, match="at least 90 days"):
         store.prune_history(START, timedelta(days=30))
+
+
+def test_answered_poll_requests_are_forgotten_after_retention_and_open_ones_kept(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.sqlite3") as store:
+        old, recent, open_one = store.request_polls(["https://a.test/rss"] * 3, START)
+        store.answer_poll_request(old, "A: ok, 0 new items, 0 matches", START)
+        store.answer_poll_request(recent, "A: ok, 0 new items, 0 matches", START + timedelta(days=100))
+
+        pruned = store.prune_history(START + timedelta(days=120))
+
+        assert pruned["poll_requests"] == 1
+        assert set(store.poll_outcomes([old, recent, open_one])) == {recent}
+        assert store.open_poll_requests() == [(open_one, "https://a.test/rss")]

@@ -144,7 +144,8 @@ class OutboxTables(Database):
         return time_or_none(row[0]) if row else None
 
     def prune_history(self, now: datetime, retention: timedelta = MIN_RETENTION) -> dict[str, int]:
-        """Forget mail sent and feed events logged more than ``retention`` ago, and deliveries of pruned items.
+        """Forget mail sent, feed events logged and ``feeds poll`` requests answered more than ``retention`` ago,
+        and deliveries of pruned items.
 
         Messages still pending or failed stay (they are someone's to deal with). Then return free pages to
         the file system, a little at a time, so the database stays bounded in size as well as in rows.
@@ -164,5 +165,6 @@ class OutboxTables(Database):
                 "DELETE FROM outbox WHERE status = 'sent' AND sent_at < ?", (cutoff,)
             ).rowcount
             events = db.execute("DELETE FROM feed_events WHERE at < ?", (cutoff,)).rowcount
+            polls = db.execute("DELETE FROM poll_requests WHERE done_at < ?", (cutoff,)).rowcount
         self._db.execute("PRAGMA incremental_vacuum")
-        return {"deliveries": deliveries, "outbox": outbox, "feed_events": events}
+        return {"deliveries": deliveries, "outbox": outbox, "feed_events": events, "poll_requests": polls}
