@@ -228,8 +228,15 @@ def cmd_feeds_poll(args: argparse.Namespace) -> int:
     if not feeds:
         print("alertd: nothing to poll: no feed is configured, or every feed is paused", file=sys.stderr)
         return EXIT_FAILURE
-    running = config.state_path.exists() and (found := holder(config.state_path)) is not None
-    if running and found is not None and found.purpose == "daemon":
+    try:
+        found = holder(config.state_path) if config.state_path.exists() else None
+    except PermissionError:
+        print(
+            f"alertd: {config.state_path}: this user may not read its lock (another user's alertd?)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    if found is not None and found.purpose == "daemon":
         return _ask_the_daemon(config, feeds)
     return asyncio.run(_poll_here(config, watchlist, feeds))
 
