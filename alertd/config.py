@@ -261,8 +261,14 @@ def load_config(
     Relative state paths (database, Maildir, mbox) resolve against ``$STATE_DIRECTORY`` when systemd sets
     it, else against the config file's folder; other relative paths always against the config's folder.
     """
+    return _Loader(load_toml(path), state_base(path, environ)).build(known_topics)
+
+
+def state_base(config_path: Path, environ: Mapping[str, str] = os.environ) -> Path:
+    """Where relative state paths resolve: ``$STATE_DIRECTORY`` (its first entry) when systemd sets it, else the
+    config file's folder."""
     state_dir = environ.get("STATE_DIRECTORY", "").split(":")[0]
-    return _Loader(load_toml(path), Path(state_dir) if state_dir else None).build(known_topics)
+    return Path(state_dir) if state_dir else config_path.parent
 
 
 def system_timezone(environ: Mapping[str, str] = os.environ) -> str:
@@ -292,11 +298,11 @@ def system_timezone(environ: Mapping[str, str] = os.environ) -> str:
 class _Loader:
     """Reads one document into a ``Config``, collecting problems instead of stopping at the first."""
 
-    def __init__(self, doc: TomlDocument, state_dir: Path | None) -> None:
+    def __init__(self, doc: TomlDocument, state_dir: Path) -> None:
         self.doc = doc
         self.problems: list[Problem] = []
         self.base = doc.path.parent
-        self.state_base = state_dir or self.base
+        self.state_base = state_dir
 
     def problem(self, key: KeyPath, message: str) -> None:
         line, col = self.doc.locate(key)

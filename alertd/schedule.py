@@ -70,6 +70,13 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=value)
 
 
+def format_moment(moment: datetime, zone: str | None = None, *, seconds: bool = False) -> str:
+    """An instant as the commands print it, with its zone: ``zone`` (IANA) when given, else the system's
+    (``2026-12-02 19:42 CET``; ``19:42:10`` with ``seconds``). ``--utc`` makes the system's zone UTC."""
+    shown = moment.astimezone(ZoneInfo(zone)) if zone else moment.astimezone()
+    return shown.strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
+
+
 def format_duration(delta: timedelta) -> str:
     """``15m``, ``2h``, ``16m23s``: exact in the config's own units, at most two units when not round."""
     seconds = int(delta.total_seconds())

@@ -11,15 +11,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from alertd import health, outbox, schedule
-from alertd.config import Config, default
+from alertd.config import Config, default, state_base
 from alertd.errors import ConfigError
 from alertd.pipeline import next_mail
 from alertd.records import DaemonState, FeedState, SubscriberState
 from alertd.statelock import holder
 from alertd.store import Store
+from alertd.strings import counted
 from alertd.tomlsource import load as load_toml
 from alertd.watchlist import Watchlist
 
@@ -79,13 +79,13 @@ class Status:
         return result
 
 
-def _running(config: Config, daemon: DaemonState, now: datetime) -> tuple[bool, int | None, str | None]:
+def _running(state_path: Path, daemon: DaemonState, now: datetime) -> tuple[bool, int | None, str | None]:
     """Whether a daemon runs on this state, its pid, and what else holds the state when no daemon does
     (``run --once``): from the state lock, which the kernel releases when the process dies however it dies.
     Where this user may not open the lock file (another user's service), from the heartbeat the daemon writes
     every 30 s."""
     try:
-        found = holder(config.state_path)
+        found = holder(state_path)
     except PermissionError:
         if daemon.stopped_at is not None or daemon.heartbeat_at is None:
             return False, daemon.pid, None
@@ -104,7 +104,7 @@ def collect_status(config: Config, watchlist: Watchlist | None, store: Store, no
     (the next digest is then its scheduled time alone).
     """
     daemon = store.daemon_state()
-    running, pid, busy = _running(config, daemon, now)
+    running, pid, busy = _running(config.state_path, daemon, now)
     configured = {feed.url: feed for feed in config.feeds}
     states = [state for state in store.feeds() if state.url in configured]
     feeds = sorted(
@@ -172,7 +172,7 @@ def _attention(
     if paused is not None:
         found.append("SMTP delivery is paused")
     if counts.get("failed"):
-        found.append(f"{counts['failed']} message{'s' if counts['failed'] > 1 else ''} failed for good")
+        found.append(f"{counted(counts['failed'], 'message')} failed for good")
     return found
 
 
@@ -199,10 +199,7 @@ def _feed_json(state: FeedState) -> dict[str, Any]:
 
 def _when(moment: datetime | None, zone: str | None = None) -> str:
     """``moment`` with its zone: the subscriber's ``zone`` when given, else the system's; "never" for None."""
-    if moment is None:
-        return "never"
-    shown = moment.astimezone(ZoneInfo(zone)) if zone else moment.astimezone()
-    return shown.strftime("%Y-%m-%d %H:%M %Z")
+    return "never" if moment is None else schedule.format_moment(moment, zone)
 
 
 def format_status(status: Status, now: datetime, *, utc: bool = False) -> str:
@@ -276,7 +273,7 @@ def format_status(status: Status, now: datetime, *, utc: bool = False) -> str:
     return "\n".join(lines)
 
 
-def without_config(config_path: Path, environ: Mapping[str, str]) -> list[str]:
+def without_config(config_path: Path, environ: Mapping[str, str], now: datetime) -> list[str]:
     """What ``alertd status`` can still tell when the config no longer loads: whether a daemon runs on the
     state that config names (its ``[state] path`` if the file still parses as TOML, else the default), and
     what configuration it runs."""
@@ -286,24 +283,23 @@ def without_config(config_path: Path, environ: Mapping[str, str]) -> list[str]:
         raw = {}
     named = raw.get("path") if isinstance(raw, dict) else None
     relative = Path(named) if isinstance(named, str) and named else default("state", "path")
-    state_dir = environ.get("STATE_DIRECTORY", "").split(":")[0]
-    state_path = (Path(state_dir) if state_dir else config_path.parent) / relative
+    state_path = state_base(config_path, environ) / relative
     if not state_path.exists():
         return [f"daemon:      no state at {state_path}: alertd has not run with this config"]
     with Store.open(state_path, readonly=True) as store:
         daemon = store.daemon_state()
-    try:
-        found = holder(state_path)
-    except PermissionError:
-        found = None
-    if found is None:
-        return [f"daemon:      not running (last started {_when(daemon.started_at)}; state {state_path})"]
+    running, pid, busy = _running(state_path, daemon, now)
+    if not running:
+        held = f"; `alertd {busy}` is using it now" if busy else ""
+        return [
+            f"daemon:      not running (last started {_when(daemon.started_at)}; state {state_path}{held})"
+        ]
     loaded = (
         _when(daemon.reload_at) if daemon.reload_ok else f"{_when(daemon.reload_at)}, its last reload failed"
     )
     return [
-        f"daemon:      running ({found.purpose}, pid {found.pid}, since {_when(daemon.started_at)}), with the "
-        f"configuration it loaded at {loaded}: the file on disk no longer loads (above), fix it before a reload"
+        f"daemon:      running (daemon, pid {pid}, since {_when(daemon.started_at)}), with the configuration it "
+        f"loaded at {loaded}: the file on disk no longer loads (above), fix it before a reload"
     ]
 
 

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from alertd.config import Config, SubscriberConfig
+from alertd.schedule import format_moment
 from alertd.watchlist import Watchlist
 
 UTC = timezone.utc  # datetime.UTC is Python 3.11+
@@ -37,8 +38,8 @@ def now() -> datetime:
 
 
 def local(moment: datetime, *, seconds: bool = False) -> str:
-    """``moment`` in the system's local zone, named: ``2026-12-02 19:42 CET`` (``19:42:10`` with ``seconds``)."""
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
+    """``moment`` in the system's local zone, named (:func:`alertd.schedule.format_moment`)."""
+    return format_moment(moment, seconds=seconds)
 
 
 def subscriber_of(config: Config, email: str | None) -> SubscriberConfig | None:

@@ -11,6 +11,7 @@ import sys
 
 from alertd.commands import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, config_path, load, local, now
 from alertd.records import OutboxMessage
+from alertd.strings import counted
 
 log = logging.getLogger("alertd")
 
@@ -70,7 +71,7 @@ def cmd_flush(args: argparse.Namespace) -> int:
             for message in waiting.values():  # not due, held by a pause, or being sent by another process
                 print(_waiting_line(message, paused))
             if hurried:
-                print(f"{hurried} deferred message{'s' if hurried != 1 else ''} tried now (--now)")
+                print(f"{counted(hurried, 'deferred message')} tried now (--now)")
             if not queued and not attempts and not waiting:
                 print("nothing pending: no match waits for a digest, no message waits in the outbox")
             return EXIT_OK if all(a.status == "sent" for a in attempts) else EXIT_FAILURE
@@ -85,7 +86,7 @@ def _waiting_line(message: OutboxMessage, paused: bool) -> str:
         return f"{what}: being sent by {message.claimed_by or 'another process'}"
     if paused:
         return f"{what}: held, SMTP delivery is paused — see `alertd outbox`"
-    tries = f"{message.attempts} attempt{'s' if message.attempts != 1 else ''}"
+    tries = counted(message.attempts, "attempt")
     when = local(message.next_attempt_at, seconds=True)
     hint = "`alertd flush --now` to try it now"
     return f"{what}: retrying ({tries}, {message.last_error or 'deferred'}), next attempt {when} — {hint}"
@@ -103,7 +104,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         config = load_config(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # and what can still be told: is a daemon running, on what
-        print("\n".join(without_config(path, os.environ)))
+        print("\n".join(without_config(path, os.environ, now())))
         return EXIT_CONFIG
     if not config.state_path.exists():
         print(f"no state yet at {config.state_path}: alertd has never run with this config")
