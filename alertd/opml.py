@@ -178,13 +178,6 @@ def _toml_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
-def append_feeds(path: Path, feeds: Sequence[OpmlFeed]) -> None:
-    """Append ``feeds`` to the feeds file, atomically (a crash leaves the old file or the new one)."""
-    old = path.read_text(encoding="utf-8") if path.exists() else FEEDS_FILE_HEADER
-    new = old + ("" if old.endswith("\n") else "\n") + "".join("\n" + toml_feed(f) for f in feeds)
-    replace_file(path, new)
-
-
 def replace_file(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

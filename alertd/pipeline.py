@@ -158,7 +158,8 @@ async def answer_poll_requests(
         for request_id, url in rt.store.open_poll_requests():
             report = await poll(url)
             outcome = report.outcome() if report is not None else f"{url}: not a configured feed"
-            rt.store.answer_poll_request(request_id, outcome, datetime.now(timezone.utc))
+            failed = report is not None and report.failed
+            rt.store.answer_poll_request(request_id, outcome, failed, datetime.now(timezone.utc))
 
 
 async def _identify(rt: Runtime, feed: FeedConfig, fetched: FetchResult, now: datetime) -> polling.Identified:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from alertd import feedsfile
 from alertd.config import FeedConfig, load_config
 from alertd.errors import ConfigError
-from alertd.opml import OpmlError, OpmlFeed, append_feeds, read_opml, write_opml
+from alertd.opml import OpmlError, OpmlFeed, read_opml, write_opml
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = Path(__file__).parent / "data" / "opml"
@@ -76,8 +77,9 @@ def write_config(tmp_path: Path, body: str = "") -> Path:
 
 def test_imported_feeds_are_part_of_the_config(tmp_path: Path) -> None:
     path = write_config(tmp_path, '[[feed]]\nurl = "https://main.test/rss"\n')
-    append_feeds(
-        tmp_path / "feeds.toml", [OpmlFeed('https://odd.test/q?a=1&b="2"', 'Nom "cité"\\', ("Éco",))]
+    (tmp_path / "feeds.toml").write_text(
+        feedsfile.add(None, OpmlFeed('https://odd.test/q?a=1&b="2"', 'Nom "cité"\\', ("Éco",))),
+        encoding="utf-8",
     )
     config = load_config(path)
     assert [f.url for f in config.feeds] == ["https://main.test/rss", 'https://odd.test/q?a=1&b="2"']

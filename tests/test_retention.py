@@ -107,8 +107,8 @@ def test_retention_below_90_days_is_refused(tmp_path: Path) -> None:
 def test_answered_poll_requests_are_forgotten_after_retention_and_open_ones_kept(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.sqlite3") as store:
         old, recent, open_one = store.request_polls(["https://a.test/rss"] * 3, START)
-        store.answer_poll_request(old, "A: ok, 0 new items, 0 matches", START)
-        store.answer_poll_request(recent, "A: ok, 0 new items, 0 matches", START + timedelta(days=100))
+        store.answer_poll_request(old, "A: ok, 0 new items, 0 matches", False, START)
+        store.answer_poll_request(recent, "A: ok, 0 new items, 0 matches", False, START + timedelta(days=100))
 
         pruned = store.prune_history(START + timedelta(days=120))
 

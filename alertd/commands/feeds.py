@@ -100,7 +100,7 @@ def _clip(text: str, width: int) -> str:
 
 def cmd_feeds_import(args: argparse.Namespace) -> int:
     """Append an OPML file's feeds to the config's feeds_file; skip (and say) duplicates and non-http URLs."""
-    from alertd import opml
+    from alertd import feedsfile, opml
     from alertd.config import load_config
 
     path = config_path(args)
@@ -134,15 +134,11 @@ def cmd_feeds_import(args: argparse.Namespace) -> int:
         print(f"nothing to import: {len(found)} feeds in {args.file}, none new")
         return EXIT_OK
     previous = target.read_text(encoding="utf-8") if target.exists() else None
-    opml.append_feeds(target, added)
-    try:
-        load_config(path)
-    except ConfigError:  # never leave a config alertd would refuse
-        if previous is None:
-            target.unlink()
-        else:
-            opml.replace_file(target, previous)
-        raise
+    text = previous
+    for feed in added:
+        text = feedsfile.add(text, feed)
+    assert text is not None
+    _write_checked(path, target, previous, text)
     print(f"imported {len(added)} feeds into {target} ({len(found) - len(added)} skipped)")
     return EXIT_OK
 
@@ -332,17 +328,17 @@ def _ask_the_daemon(config: Config, feeds: Sequence[FeedConfig]) -> int:
     with Store.open(config.state_path) as store:
         asked = store.request_polls([feed.url for feed in feeds], now())
         give_up = time.monotonic() + config.poll.timeout.total_seconds() * len(feeds) + 30
-        answered: dict[int, str] = {}
+        answered: dict[int, tuple[str, bool]] = {}
         while len(answered) < len(asked) and time.monotonic() < give_up:
             time.sleep(0.2)
-            for request_id, outcome in store.poll_outcomes(asked).items():
+            for request_id, (outcome, failed) in store.poll_outcomes(asked).items():
                 if request_id not in answered:
-                    answered[request_id] = outcome
+                    answered[request_id] = (outcome, failed)
                     print(outcome, flush=True)
     if len(answered) < len(asked):
         print("alertd: the daemon did not answer in time (`alertd status`)", file=sys.stderr)
         return EXIT_FAILURE
-    return EXIT_FAILURE if any(": error:" in o or ": gone:" in o for o in answered.values()) else EXIT_OK
+    return EXIT_FAILURE if any(failed for _, failed in answered.values()) else EXIT_OK
 
 
 async def _poll_here(config: Config, watchlist: Watchlist, feeds: Sequence[FeedConfig]) -> int:

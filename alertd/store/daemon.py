@@ -84,21 +84,22 @@ class DaemonTables(Database):
         rows = self._db.execute("SELECT id, feed_url FROM poll_requests WHERE done_at IS NULL ORDER BY id")
         return [(int(row[0]), str(row[1])) for row in rows]
 
-    def answer_poll_request(self, request_id: int, outcome: str, now: datetime) -> None:
+    def answer_poll_request(self, request_id: int, outcome: str, failed: bool, now: datetime) -> None:
+        """Record what the poll asked for came to: its one-line outcome, and whether the poll failed."""
         with self.transaction(redoable=True) as db:
             db.execute(
-                "UPDATE poll_requests SET done_at = ?, outcome = ? WHERE id = ?",
-                (iso(now), outcome, request_id),
+                "UPDATE poll_requests SET done_at = ?, outcome = ?, failed = ? WHERE id = ?",
+                (iso(now), outcome, int(failed), request_id),
             )
 
-    def poll_outcomes(self, request_ids: Sequence[int]) -> dict[int, str]:
-        """The outcome of each of these requests the daemon has answered."""
+    def poll_outcomes(self, request_ids: Sequence[int]) -> dict[int, tuple[str, bool]]:
+        """The outcome of each of these requests the daemon has answered, and whether its poll failed."""
         marks = ",".join("?" * len(request_ids))
         rows = self._db.execute(
-            f"SELECT id, outcome FROM poll_requests WHERE done_at IS NOT NULL AND id IN ({marks})",  # noqa: S608
+            f"SELECT id, outcome, failed FROM poll_requests WHERE done_at IS NOT NULL AND id IN ({marks})",  # noqa: S608
             tuple(request_ids),
         )
-        return {int(row[0]): str(row[1]) for row in rows}
+        return {int(row[0]): (str(row[1]), bool(row[2])) for row in rows}
 
     def delivery_pause(self) -> DeliveryPause | None:
         """The current delivery pause, or None (also on a database not yet migrated, opened read-only)."""

@@ -219,7 +219,8 @@ MIGRATIONS: tuple[str, ...] = (
         feed_url TEXT NOT NULL,
         requested_at TEXT NOT NULL,
         done_at TEXT,
-        outcome TEXT
+        outcome TEXT,
+        failed INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX poll_requests_open ON poll_requests (done_at);
     """,
