@@ -26,13 +26,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Literal
 
 from alertd.models import Item
+from alertd.normalise import tokenise
 from alertd.records import StoryCandidate
 
 __all__ = [
@@ -67,8 +67,6 @@ StoryRule = Literal["link", "title", "near"]
 
 _WORD = re.compile(r"\w+")
 _NUMBER = re.compile(r"\d+")
-_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
-"""Combining marks (accents once NFKD split them off)."""
 _BAND_BITS = 16
 _BANDS = 64 // _BAND_BITS
 
@@ -185,10 +183,9 @@ def _names(title: str) -> frozenset[str]:
 
 
 def _words(text: str) -> list[str]:
-    folded = text.casefold()
-    if not folded.isascii():
-        folded = _COMBINING.sub("", unicodedata.normalize("NFKD", folded))
-    return _WORD.findall(folded)
+    """The folded words of ``text``, as the matcher reads them (:func:`alertd.normalise.tokenise`: case,
+    accents, ligatures and invisible characters aside)."""
+    return list(tokenise(text).words)
 
 
 _LANES = sum(1 << (lane * 16) for lane in range(64))
